@@ -1,0 +1,160 @@
+"""The command line: an argparse tree that dispatches to `commands/` and maps errors to exit statuses.
+
+Owns parsing flags, building the `Environment`, and turning `UserError`, engine errors and Ctrl-C into
+one line and a non-zero status (never a traceback). Commands know nothing of argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from reconciler import __version__
+from reconciler.engine import api
+from reconciler.environment import Environment
+from reconciler.errors import ExitStatus, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _paths(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or directories (default: manifests/)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", help="state directory (default: $RECONCILER_STATE_DIR, else $XDG_STATE_HOME/reconciler)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reconciler", description="ECS-style container orchestration for plain Docker hosts.")
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("validate", help="check manifests against the schemas and semantic rules")
+    _paths(p)
+    p.add_argument("--json", action="store_true", help="print the errors as a JSON list")
+
+    p = sub.add_parser("plan", help="show what apply would change")
+    _paths(p)
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 0 without changes, 2 with changes, 1 on error")
+    p.add_argument("--target", action="append", metavar="service/NAME", help="plan only this service (repeatable)")
+    p.add_argument("--prune", action="store_true", help="include removing services no longer declared")
+
+    p = sub.add_parser("apply", help="converge the clusters to the manifests")
+    _paths(p)
+    _common(p)
+    p.add_argument("--prune", action="store_true", help="remove services and tasks the manifests no longer declare")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--target", action="append", metavar="service/NAME", help="apply only this service (repeatable)")
+    p.add_argument("--concurrency", type=int, default=8, help="actions at once per engine (default 8)")
+    p.add_argument("--lock-wait", metavar="DURATION", help="wait this long for another writer's lock (e.g. 30s)")
+
+    p = sub.add_parser("destroy", help="remove every managed task in the clusters of PATH")
+    _paths(p)
+    _common(p)
+    p.add_argument("--yes", "-y", action="store_true")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--lock-wait", metavar="DURATION")
+
+    p = sub.add_parser("get", help="list services, tasks or container instances")
+    p.add_argument("what", choices=["services", "tasks", "instances"])
+    _paths(p)
+    _common(p)
+    p.add_argument("--cluster")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("describe", help="a service or task in ECS's describe shape (JSON)")
+    p.add_argument("what", choices=["service", "task"])
+    p.add_argument("name", metavar="NAME|ID")
+    _paths(p)
+    _common(p)
+
+    p = sub.add_parser("logs", help="a service's or task's container logs")
+    p.add_argument("target", metavar="SERVICE|TASK")
+    _paths(p)
+    _common(p)
+    p.add_argument("--container")
+    p.add_argument("--follow", "-f", action="store_true")
+    p.add_argument("--tail", type=int)
+
+    p = sub.add_parser("run-task", help="run one-off tasks of a task definition (never restarted)")
+    p.add_argument("family", metavar="FAMILY[:REV]")
+    _paths(p)
+    _common(p)
+    p.add_argument("--cluster")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--wait", action="store_true", help="wait and exit with the essential container's exit code")
+    p.add_argument("--launch-type", choices=["EC2", "FARGATE"], default="EC2")
+
+    p = sub.add_parser("stop-task", help="stop a task by id")
+    p.add_argument("task_id", metavar="ID")
+    _paths(p)
+    _common(p)
+    p.add_argument("--reason", default="Task stopped by user")
+
+    p = sub.add_parser("exec", help="run a command in a task's container")
+    p.add_argument("task_id", metavar="TASK")
+    p.add_argument("-m", "--manifests", action="append", default=[], metavar="PATH", help="manifest paths (default: manifests/)")
+    _common(p)
+    p.add_argument("--container")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+    return parser
+
+
+def run(argv: Sequence[str], env: Environment | None = None) -> int:
+    env = env or Environment()
+    try:
+        args = build_parser().parse_args(list(argv))
+        if getattr(args, "state_dir", None):
+            env.state_dir = args.state_dir
+        return int(dispatch(args, env))
+    except UserError as e:
+        env.err(f"error: {e.message}")
+        return int(e.status)
+    except api.EngineError as e:
+        env.err(f"error: engine {e.endpoint}: {e.message}")
+        return int(ExitStatus.ERROR)
+    except KeyboardInterrupt:
+        env.err("interrupted; run the command again to finish converging")
+        return 130
+    except BrokenPipeError:
+        return int(ExitStatus.ERROR)
+
+
+def dispatch(args: argparse.Namespace, env: Environment) -> int:
+    from reconciler.commands import converge, inspect, tasks, validate
+
+    c = args.command
+    if c == "validate":
+        return validate.validate(env, args.paths, args.json)
+    if c == "plan":
+        return converge.plan(env, args.paths, args.json, args.detailed_exitcode, args.target, args.prune)
+    if c == "apply":
+        return converge.apply(env, args.paths, args.prune, args.yes, args.target, args.concurrency, args.lock_wait)
+    if c == "destroy":
+        return converge.destroy(env, args.paths, args.yes, args.concurrency, args.lock_wait)
+    if c == "get":
+        return inspect.get(env, args.what, args.paths, args.cluster, args.json)
+    if c == "describe":
+        return inspect.describe(env, args.what, args.name, args.paths)
+    if c == "logs":
+        return inspect.logs(env, args.target, args.paths, args.container, args.follow, args.tail)
+    if c == "run-task":
+        return tasks.run_task(env, args.family, args.paths, args.cluster, args.count, args.wait, args.launch_type)
+    if c == "stop-task":
+        return tasks.stop_task(env, args.task_id, args.paths, args.reason)
+    if c == "exec":
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        return tasks.exec_(env, args.task_id, args.manifests, args.container, command)
+    raise UserError(f"unknown command {c}")
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,270 @@
+"""`get`, `describe` and `logs`: read-only views of services, tasks and container instances.
+
+Owns rendering observed state in ECS's own shapes (describe-services, describe-tasks,
+describe-container-instances) as JSON, and as readable tables by default. It must not change anything.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from reconciler import executor, observe
+from reconciler.commands import common
+from reconciler.environment import Environment
+from reconciler.errors import ExitStatus, UserError
+from reconciler.model import observed as obs
+from reconciler.model import spec
+from reconciler.planning import resources
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)] if rows else [len(h) for h in headers]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*headers)] + [fmt.format(*[str(x) for x in r]) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _service_view(session: common.Session, svc: spec.Service) -> dict[str, Any]:
+    cstate = session.observed.get(svc.cluster)
+    tasks = cstate.tasks_of(svc.name) if cstate else []
+    td = session.desired.task_definitions.get(svc.task_definition)
+    statuses = [t.status() for t in tasks]
+    running = sum(1 for s in statuses if s.last_status == obs.RUNNING)
+    pending = sum(1 for s in statuses if s.last_status == obs.PENDING)
+    deployments = []
+    by_hash: dict[str, list[obs.Task]] = {}
+    for t in tasks:
+        by_hash.setdefault(t.task_hash, []).append(t)
+    primary = td.task_hash if td else ""
+    for h in sorted(by_hash, key=lambda h: h != primary):
+        group = by_hash[h]
+        deployments.append(
+            {
+                "status": "PRIMARY" if h == primary else "ACTIVE",
+                "taskDefinition": f"{svc.task_definition}@{h}",
+                "runningCount": sum(1 for t in group if t.status().last_status == obs.RUNNING),
+                "pendingCount": sum(1 for t in group if t.status().last_status == obs.PENDING),
+            }
+        )
+    desired = svc.desired_count
+    if svc.scheduling_strategy == spec.DAEMON:
+        desired = len([i for i in session.desired.clusters[svc.cluster].all_instances() if i.status == spec.ACTIVE])
+    return {
+        "serviceName": svc.name,
+        "cluster": svc.cluster,
+        "status": "ACTIVE",
+        "taskDefinition": f"{svc.task_definition}@{primary}" if td else svc.task_definition,
+        "desiredCount": desired,
+        "runningCount": running,
+        "pendingCount": pending,
+        "launchType": svc.launch_type,
+        "schedulingStrategy": svc.scheduling_strategy,
+        "deploymentConfiguration": {
+            "maximumPercent": svc.maximum_percent,
+            "minimumHealthyPercent": svc.minimum_healthy_percent,
+        },
+        "placementConstraints": [{"type": c.type, **({"expression": c.expression} if c.expression else {})} for c in svc.constraints],
+        "placementStrategy": [{"type": s.type, **({"field": s.field} if s.field else {})} for s in svc.strategies],
+        "deployments": deployments,
+        "steady": running == desired and len(by_hash) <= 1 and pending == 0,
+    }
+
+
+def get(env: Environment, what: str, paths: Sequence[str], cluster: str | None, as_json: bool) -> ExitStatus:
+    session = common.open_session(env, paths, cluster)
+    try:
+        unreachable = session.report_unreachable()
+        if what == "services":
+            _get_services(env, session, cluster, as_json)
+        elif what == "tasks":
+            _get_tasks(env, session, cluster, as_json)
+        elif what == "instances":
+            _get_instances(env, session, cluster, as_json)
+        else:
+            raise UserError(f"get {what}: expected services, tasks or instances")
+    finally:
+        session.close()
+    return ExitStatus.ERROR if unreachable else ExitStatus.OK
+
+
+def _get_services(env: Environment, session: common.Session, cluster: str | None, as_json: bool) -> None:
+    services = [s for s in sorted(session.desired.services.values(), key=lambda s: (s.cluster, s.name)) if cluster in (None, s.cluster)]
+    views = [_service_view(session, s) for s in services]
+    if as_json:
+        env.out(json.dumps({"services": views}, indent=2, sort_keys=True))
+        return
+    rows = [
+        [v["serviceName"], v["cluster"], v["taskDefinition"], v["desiredCount"], v["runningCount"], v["pendingCount"],
+         "steady" if v["steady"] else "converging"]
+        for v in views
+    ]
+    env.out(_table(rows, ["SERVICE", "CLUSTER", "TASK DEFINITION", "DESIRED", "RUNNING", "PENDING", "STATE"]))
+
+
+def _all_tasks(session: common.Session, cluster: str | None) -> list[obs.Task]:
+    return [t for c in sorted(session.observed.values(), key=lambda c: c.cluster) if cluster in (None, c.cluster) for t in c.tasks]
+
+
+def _ports(task: dict[str, Any]) -> str:
+    out = []
+    for c in task["containers"]:
+        for b in c["networkBindings"]:
+            out.append(f"{b['bindIP']}:{b['hostPort']}->{b['containerPort']}/{b['protocol']}")
+    return ",".join(sorted(set(out))) or "-"
+
+
+def _get_tasks(env: Environment, session: common.Session, cluster: str | None, as_json: bool) -> None:
+    tasks = [executor.describe_task(t) for t in _all_tasks(session, cluster)]
+    if as_json:
+        env.out(json.dumps({"tasks": tasks}, indent=2, sort_keys=True))
+        return
+    rows = [
+        [t["taskId"][:12], t["group"], t["containerInstance"], t["lastStatus"], t["healthStatus"],
+         ",".join(c["name"] for c in t["containers"]), _ports(t)]
+        for t in tasks
+    ]
+    env.out(_table(rows, ["TASK", "GROUP", "INSTANCE", "STATUS", "HEALTH", "CONTAINERS", "PORTS"]))
+
+
+def _instance_views(session: common.Session, cluster: str | None) -> list[dict[str, Any]]:
+    views = []
+    for name in sorted(session.desired.clusters):
+        if cluster not in (None, name):
+            continue
+        c = session.desired.clusters[name]
+        cstate = session.observed.get(name)
+        for inst in c.all_instances():
+            istate = cstate.instances.get(inst.name) if cstate else None
+            tasks = [t for t in (cstate.tasks if cstate else ()) if t.instance == inst.name]
+            live = [t for t in tasks if t.status().last_status == obs.RUNNING]
+            cpu = inst.cpu if inst.cpu is not None else (istate.cpu if istate else 0)
+            memory = inst.memory if inst.memory is not None else (istate.memory if istate else 0)
+            used = [resources.reservation(t.spec) for t in live]
+            views.append(
+                {
+                    "cluster": name,
+                    "containerInstance": inst.name,
+                    "endpoint": inst.endpoint,
+                    "launchType": "FARGATE" if inst.fargate else "EC2",
+                    "status": inst.status,
+                    "agentConnected": bool(istate and istate.reachable),
+                    "error": istate.error if istate else None,
+                    "registeredResources": {"CPU": cpu, "MEMORY": memory},
+                    "remainingResources": {
+                        "CPU": cpu - sum(u["cpu"] for u in used),
+                        "MEMORY": memory - sum(u["memory"] for u in used),
+                        "PORTS": sorted(f"{p}/{proto}" for u in used for p, proto in u["ports"]),
+                    },
+                    "runningTasksCount": len(live),
+                    "pendingTasksCount": sum(1 for t in tasks if t.status().last_status == obs.PENDING),
+                    "attributes": dict(sorted({**(istate.attributes if istate else {}), **inst.attributes}.items())),
+                    "versionInfo": {"dockerVersion": istate.server_version if istate else ""},
+                }
+            )
+    return views
+
+
+def _get_instances(env: Environment, session: common.Session, cluster: str | None, as_json: bool) -> None:
+    views = _instance_views(session, cluster)
+    if as_json:
+        env.out(json.dumps({"containerInstances": views}, indent=2, sort_keys=True))
+        return
+    rows = []
+    for v in views:
+        reg, rem = v["registeredResources"], v["remainingResources"]
+        attrs = ",".join(f"{k}={val}" for k, val in v["attributes"].items() if not k.startswith(("ecs.os-type", "ecs.cpu-arch")))
+        rows.append(
+            [v["containerInstance"], v["cluster"], v["endpoint"], v["status"], "yes" if v["agentConnected"] else "NO",
+             f"{rem['CPU']}/{reg['CPU']}", f"{rem['MEMORY']}/{reg['MEMORY']}", v["runningTasksCount"], v["pendingTasksCount"], attrs or "-"]
+        )
+    env.out(_table(rows, ["INSTANCE", "CLUSTER", "ENDPOINT", "STATUS", "CONNECTED", "CPU FREE/REG", "MEM FREE/REG", "RUNNING", "PENDING", "ATTRIBUTES"]))
+
+
+def find_task(session: common.Session, task_id: str) -> obs.Task:
+    matches = [t for c in session.observed.values() for t in c.tasks if t.id.startswith(task_id)]
+    if not matches:
+        raise UserError(f"no running task with id {task_id}")
+    if len(matches) > 1:
+        raise UserError(f"task id {task_id} is ambiguous ({len(matches)} tasks); give more characters")
+    return matches[0]
+
+
+def describe(env: Environment, what: str, name: str, paths: Sequence[str]) -> ExitStatus:
+    session = common.open_session(env, paths)
+    try:
+        unreachable = session.report_unreachable()
+        if what == "service":
+            svc = session.desired.services.get(name)
+            if svc is None:
+                raise UserError(f"no service named {name} in the manifests")
+            view = _service_view(session, svc)
+            cstate = session.observed.get(svc.cluster)
+            view["tasks"] = [executor.describe_task(t) for t in (cstate.tasks_of(name) if cstate else [])]
+            stopped = [e for e in env.state().stopped_tasks(svc.cluster) if e.get("group") == svc.group]
+            view["stoppedTasks"] = stopped[-10:]
+            env.out(json.dumps({"services": [view]}, indent=2, sort_keys=True))
+        elif what == "task":
+            try:
+                task = executor.describe_task(find_task(session, name))
+            except UserError:
+                history = [e for c in session.desired.clusters for e in env.state().stopped_tasks(c) if str(e.get("taskId", "")).startswith(name)]
+                if not history:
+                    raise
+                task = history[-1]
+            env.out(json.dumps({"tasks": [task]}, indent=2, sort_keys=True))
+        else:
+            raise UserError(f"describe {what}: expected service or task")
+    finally:
+        session.close()
+    return ExitStatus.ERROR if unreachable else ExitStatus.OK
+
+
+def logs(env: Environment, target: str, paths: Sequence[str], container: str | None, follow: bool, tail: int | None) -> ExitStatus:
+    session = common.open_session(env, paths)
+    try:
+        if target in session.desired.services:
+            svc = session.desired.services[target]
+            tasks = session.observed[svc.cluster].tasks_of(target)
+        else:
+            tasks = [find_task(session, target)]
+        streams = []
+        for task in tasks:
+            cluster = session.desired.clusters[task.cluster]
+            inst = cluster.instance(task.instance)
+            engine = session.engines.get(inst)
+            for c in task.app_containers:
+                if container in (None, c.container):
+                    streams.append((f"{task.id[:12]}/{c.container}", engine, c.id))
+        if not streams:
+            raise UserError(f"no container {container} in {target}" if container else f"no containers for {target}")
+        prefix = len(streams) > 1
+        lock = threading.Lock()
+
+        def pump(label: str, engine: Any, cid: str) -> None:
+            buffer = b""
+            for chunk in engine.logs(cid, follow, tail):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                with lock:
+                    for line in lines:
+                        text = line.decode("utf-8", "replace")
+                        env.out(f"[{label}] {text}" if prefix else text)
+            if buffer:
+                with lock:
+                    text = buffer.decode("utf-8", "replace")
+                    env.out(f"[{label}] {text}" if prefix else text)
+
+        threads = [threading.Thread(target=pump, args=s, daemon=True) for s in streams]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)
+    except observe.api.EngineError as e:
+        raise UserError(f"engine {e.endpoint}: {e.message}") from None
+    finally:
+        session.close()
+    return ExitStatus.OK

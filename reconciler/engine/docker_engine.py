@@ -1,0 +1,297 @@
+"""The one module that imports the docker SDK: `DockerEngine` implements `engine.api.Engine`.
+
+Owns connecting to an endpoint (unix://, tcp:// with optional TLS client certificates, ssh://), turning
+SDK and transport failures into `engine.api` errors that name the endpoint, and mapping the neutral
+`ContainerCreate` onto the low-level API. It returns Engine API JSON and must not decide anything:
+no planning, no retries beyond what the SDK does, no knowledge of tasks or services.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import sys
+import tarfile
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import docker
+import docker.errors
+import docker.tls
+import docker.types
+import requests.exceptions
+
+from reconciler.engine import api
+
+API_VERSION = "1.41"
+DEFAULT_TIMEOUT = 120
+
+
+def _label_filter(labels: Mapping[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in labels.items()]
+
+
+class DockerEngine:
+    def __init__(
+        self,
+        endpoint: str,
+        tls: Any = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        pool_size: int = 32,
+    ):
+        self.endpoint = endpoint
+        kwargs: dict[str, Any] = {"base_url": endpoint, "version": API_VERSION, "timeout": timeout}
+        if endpoint.startswith("ssh://"):
+            kwargs["use_ssh_client"] = True
+        else:
+            kwargs["max_pool_size"] = pool_size
+        if tls is not None and endpoint.startswith("tcp://"):
+            kwargs["tls"] = docker.tls.TLSConfig(
+                client_cert=(tls.cert, tls.key) if tls.cert and tls.key else None,
+                ca_cert=tls.ca,
+                verify=tls.ca if (tls.verify and tls.ca) else tls.verify,
+            )
+            kwargs["base_url"] = endpoint.replace("tcp://", "https://", 1)
+        try:
+            self.client = docker.DockerClient(**kwargs)
+        except docker.errors.DockerException as e:
+            raise api.Unreachable(endpoint, _short(e)) from None
+        self.api = self.client.api
+
+    # -- error mapping ---------------------------------------------------------------------------
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.NotFound as e:
+            raise api.NotFound(self.endpoint, _explanation(e), status=404) from None
+        except docker.errors.APIError as e:
+            status = e.status_code
+            raise api.EngineError(self.endpoint, _explanation(e), transient=bool(status and status >= 500), status=status) from None
+        except (requests.exceptions.ConnectionError, socket.error, docker.errors.DockerException) as e:
+            raise api.Unreachable(self.endpoint, f"engine does not answer ({_short(e)})") from None
+        except requests.exceptions.Timeout:
+            raise api.Unreachable(self.endpoint, "engine timed out") from None
+
+    # -- engine ----------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._call(self.api.ping)
+
+    def info(self) -> api.EngineInfo:
+        raw = self._call(self.api.info)
+        return api.EngineInfo(
+            endpoint=self.endpoint,
+            cpus=int(raw.get("NCPU") or 1),
+            memory_bytes=int(raw.get("MemTotal") or 0),
+            os_type=str(raw.get("OSType") or "linux"),
+            architecture=str(raw.get("Architecture") or "x86_64"),
+            server_version=str(raw.get("ServerVersion") or ""),
+            name=str(raw.get("Name") or ""),
+        )
+
+    # -- containers ------------------------------------------------------------------------------
+
+    def list_containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        return self._call(self.api.containers, all=True, filters={"label": _label_filter(labels)})
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        return self._call(self.api.inspect_container, container_id)
+
+    def create_container(self, request: api.ContainerCreate) -> str:
+        hc = dict(request.host_config)
+        ulimits = hc.pop("ulimits", None)
+        if ulimits:
+            hc["ulimits"] = [docker.types.Ulimit(**u) for u in ulimits]
+        log_config = hc.pop("log_config", None)
+        if log_config:
+            hc["log_config"] = docker.types.LogConfig(type=log_config["type"], config=log_config.get("config") or {})
+        host_config = self._call(self.api.create_host_config, **hc)
+        networking = None
+        if request.network:
+            networking = self.api.create_networking_config(
+                {request.network: self.api.create_endpoint_config(aliases=list(request.aliases) or None)}
+            )
+        created = self._call(
+            self.api.create_container,
+            image=request.image,
+            command=list(request.command) if request.command is not None else None,
+            entrypoint=list(request.entrypoint) if request.entrypoint is not None else None,
+            environment=dict(request.environment) or None,
+            working_dir=request.working_dir,
+            user=request.user,
+            hostname=request.hostname,
+            labels=dict(request.labels),
+            healthcheck=dict(request.healthcheck) if request.healthcheck else None,
+            stop_timeout=request.stop_timeout,
+            tty=request.tty,
+            stdin_open=request.stdin_open,
+            ports=[_port_tuple(p) for p in request.exposed_ports] or None,
+            host_config=host_config,
+            networking_config=networking,
+            name=request.name,
+        )
+        return created["Id"]
+
+    def start_container(self, container_id: str) -> None:
+        self._call(self.api.start, container_id)
+
+    def stop_container(self, container_id: str, timeout: int) -> None:
+        self._call(self.api.stop, container_id, timeout=timeout)
+
+    def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
+        self._call(self.api.kill, container_id, signal=signal)
+
+    def remove_container(self, container_id: str) -> None:
+        try:
+            self._call(self.api.remove_container, container_id, force=True, v=True)
+        except api.NotFound:
+            pass
+        except api.EngineError as e:
+            if e.status == 409 and "already in progress" in e.message:
+                return
+            raise
+
+    def wait_container(self, container_id: str, timeout: float) -> int | None:
+        try:
+            result = self.api.wait(container_id, timeout=timeout)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            return None
+        except docker.errors.NotFound:
+            return None
+        return int(result.get("StatusCode", -1))
+
+    # -- images ----------------------------------------------------------------------------------
+
+    def has_image(self, ref: str) -> bool:
+        try:
+            self._call(self.api.inspect_image, ref)
+            return True
+        except api.NotFound:
+            return False
+
+    def pull_image(self, ref: str, auth: Mapping[str, str] | None = None) -> None:
+        repo, tag = _split_ref(ref)
+        try:
+            for line in self.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=dict(auth) if auth else None):
+                if "error" in line:
+                    raise api.ImageUnavailable(self.endpoint, f"CannotPullContainerError: {line['error']}")
+        except docker.errors.APIError as e:
+            raise api.ImageUnavailable(self.endpoint, f"CannotPullContainerError: {_explanation(e)}") from None
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
+            raise api.ImageUnavailable(self.endpoint, f"CannotPullContainerError: {_short(e)}") from None
+
+    def load_image_tar(self, data: bytes, ref: str) -> None:
+        repo, tag = _split_ref(ref)
+        self._call(self.api.import_image_from_data, data, repository=repo, tag=tag)
+
+    # -- networks and volumes --------------------------------------------------------------------
+
+    def create_network(self, name: str, labels: Mapping[str, str]) -> str:
+        created = self._call(self.api.create_network, name, driver="bridge", labels=dict(labels), check_duplicate=True)
+        return created["Id"]
+
+    def remove_network(self, name: str) -> None:
+        try:
+            self._call(self.api.remove_network, name)
+        except api.NotFound:
+            pass
+
+    def list_networks(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        return self._call(self.api.networks, filters={"label": _label_filter(labels)})
+
+    def create_volume(self, name: str, driver: str, driver_opts: Mapping[str, str], labels: Mapping[str, str]) -> None:
+        self._call(self.api.create_volume, name=name, driver=driver, driver_opts=dict(driver_opts) or None, labels=dict(labels))
+
+    def has_volume(self, name: str) -> bool:
+        try:
+            self._call(self.api.inspect_volume, name)
+            return True
+        except api.NotFound:
+            return False
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self._call(self.api.remove_volume, name, force=True)
+        except api.NotFound:
+            pass
+
+    def list_volumes(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        raw = self._call(self.api.volumes, filters={"label": _label_filter(labels)})
+        return list((raw or {}).get("Volumes") or [])
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    def logs(self, container_id: str, follow: bool, tail: int | None) -> Iterator[bytes]:
+        stream = self._call(
+            self.api.logs, container_id, stream=True, follow=follow, tail=tail if tail is not None else "all"
+        )
+        yield from stream
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        return self._call(self.api.stats, container_id, stream=False, one_shot=True)
+
+    def exec(self, container_id: str, command: list[str]) -> int:
+        """Runs `command` in the container, streaming its output here; returns its exit code."""
+        created = self._call(self.api.exec_create, container_id, command, stdin=False, tty=False)
+        for out, err in self._call(self.api.exec_start, created["Id"], stream=True, demux=True):
+            if out:
+                sys.stdout.buffer.write(out)
+                sys.stdout.flush()
+            if err:
+                sys.stderr.buffer.write(err)
+                sys.stderr.flush()
+        return int(self._call(self.api.exec_inspect, created["Id"]).get("ExitCode") or 0)
+
+    def events(self, labels: Mapping[str, str], since: float | None = None) -> Iterator[dict[str, Any]]:
+        filters = {"type": ["container"], "label": _label_filter(labels)}
+        stream = self._call(self.api.events, since=since, filters=filters, decode=True)
+        try:
+            yield from stream
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
+            raise api.Unreachable(self.endpoint, f"event stream broke ({_short(e)})") from None
+        finally:
+            stream.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _port_tuple(exposed: str) -> tuple[int, str]:
+    """"80/tcp" -> (80, "tcp"): the SDK appends the protocol itself."""
+    port, _, proto = exposed.partition("/")
+    return int(port), proto or "tcp"
+
+
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    if "@" in ref:
+        return ref, None
+    name, _, tag = ref.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return ref, "latest"
+
+
+def _explanation(e: docker.errors.APIError) -> str:
+    text = e.explanation if isinstance(e.explanation, str) else str(e)
+    return text.strip() or str(e)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    for marker in ("Connection aborted", "Connection refused", "No such file or directory", "Name or service not known"):
+        if marker in text:
+            return marker.lower()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def rootfs_tar(files: Mapping[str, tuple[bytes, int]]) -> bytes:
+    """A tarball of regular files {path: (content, mode)} for `load_image_tar`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, (content, mode) in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            info.mode = mode
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()

@@ -1,0 +1,302 @@
+"""Observed state: what runs on the engines, as frozen values parsed from Engine API JSON.
+
+Owns `Container`, `Task`, `InstanceState`, `ClusterState`, the pure parsing of list/inspect JSON into
+them (grouping containers into tasks by their task-id label), and the derived ECS task status
+(lastStatus, health, stop code and reason). It must not call an engine: `observe` fetches the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler import labels as L
+
+RUNNING = "RUNNING"
+PENDING = "PENDING"
+STOPPED = "STOPPED"
+UNKNOWN = "UNKNOWN"
+HEALTHY = "HEALTHY"
+UNHEALTHY = "UNHEALTHY"
+
+_EXITED = re.compile(r"Exited \((-?\d+)\)")
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+@dataclass(frozen=True)
+class Binding:
+    container_port: int
+    host_port: int
+    protocol: str = "tcp"
+    bind_ip: str = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str  # the engine's container name
+    task_id: str
+    container: str  # the container definition's name
+    role: str
+    state: str  # created | running | restarting | paused | exited | dead | removing
+    exit_code: int | None = None
+    health: str | None = None  # healthy | unhealthy | starting | None (no health check)
+    oom_killed: bool | None = None  # known only after an inspect
+    error: str | None = None
+    created: float = 0.0
+    image: str = ""
+    bindings: tuple[Binding, ...] = ()
+    spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def essential(self) -> bool:
+        return bool(self.spec.get("essential", True))
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "restarting", "paused")
+
+    @property
+    def exited(self) -> bool:
+        return self.state in ("exited", "dead")
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    cluster: str
+    instance: str
+    group: str
+    family: str
+    task_hash: str
+    service: str | None
+    containers: tuple[Container, ...]
+    task_spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    created: float = 0.0
+    started_by: str = ""
+
+    @property
+    def app_containers(self) -> tuple[Container, ...]:
+        return tuple(c for c in self.containers if c.role != L.ROLE_PAUSE)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The canonical spec this task was created from, rebuilt from its containers' labels."""
+        containers = sorted((dict(c.spec) for c in self.app_containers), key=lambda c: str(c.get("name", "")))
+        task_level = {k: v for k, v in self.task_spec.items() if k != "containerNames"}
+        return {**task_level, "containerDefinitions": containers}
+
+    @property
+    def expected_containers(self) -> tuple[str, ...]:
+        return tuple(self.task_spec.get("containerNames", ()))
+
+    def status(self) -> TaskStatus:
+        return task_status(self)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    last_status: str  # RUNNING | PENDING | STOPPED
+    health: str  # HEALTHY | UNHEALTHY | UNKNOWN
+    stop_code: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    name: str
+    endpoint: str
+    reachable: bool
+    error: str | None = None
+    cpu: int = 0  # registered CPU units
+    memory: int = 0  # registered MiB
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    server_version: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    cluster: str
+    instances: Mapping[str, InstanceState]
+    tasks: tuple[Task, ...]
+
+    def tasks_of(self, service: str) -> list[Task]:
+        return [t for t in self.tasks if t.service == service]
+
+    def reachable(self, instance: str) -> bool:
+        state = self.instances.get(instance)
+        return bool(state and state.reachable)
+
+
+# -- parsing -----------------------------------------------------------------------------------------
+
+
+def _json_label(labels: Mapping[str, str], key: str) -> dict[str, Any]:
+    try:
+        value = json.loads(labels.get(key) or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _health_from_status(status: str) -> str | None:
+    m = _HEALTH.search(status or "")
+    if not m:
+        return None
+    return "starting" if m.group(1) == "health: starting" else m.group(1)
+
+
+def _bindings(ports: Iterable[Mapping[str, Any]]) -> tuple[Binding, ...]:
+    out = set()
+    for p in ports or []:
+        if p.get("PublicPort"):
+            out.add(Binding(int(p["PrivatePort"]), int(p["PublicPort"]), p.get("Type", "tcp"), p.get("IP", "0.0.0.0")))
+    return tuple(sorted(out, key=lambda b: (b.container_port, b.protocol, b.bind_ip)))
+
+
+def container_from_list(raw: Mapping[str, Any]) -> Container:
+    """A container from one entry of the Engine API's container list (`GET /containers/json`)."""
+    labels = raw.get("Labels") or {}
+    status = raw.get("Status") or ""
+    m = _EXITED.search(status)
+    names = raw.get("Names") or ["/?"]
+    return Container(
+        id=raw.get("Id", ""),
+        name=names[0].lstrip("/"),
+        task_id=labels.get(L.TASK, ""),
+        container=labels.get(L.CONTAINER, ""),
+        role=labels.get(L.ROLE, L.ROLE_CONTAINER),
+        state=raw.get("State") or "unknown",
+        exit_code=int(m.group(1)) if m else None,
+        health=_health_from_status(status),
+        created=float(raw.get("Created") or 0),
+        image=raw.get("Image", ""),
+        bindings=_bindings(raw.get("Ports") or []),
+        spec=_json_label(labels, L.CONTAINER_SPEC),
+        labels=labels,
+    )
+
+
+def container_from_inspect(raw: Mapping[str, Any]) -> Container:
+    """A container from `GET /containers/{id}/json`: adds OOM and error details the list lacks."""
+    labels = (raw.get("Config") or {}).get("Labels") or {}
+    state = raw.get("State") or {}
+    ports = []
+    for key, binds in ((raw.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        port, _, proto = key.partition("/")
+        for b in binds or []:
+            ports.append({"PrivatePort": port, "PublicPort": b.get("HostPort"), "Type": proto, "IP": b.get("HostIp")})
+    health = (state.get("Health") or {}).get("Status")
+    return Container(
+        id=raw.get("Id", ""),
+        name=(raw.get("Name") or "/?").lstrip("/"),
+        task_id=labels.get(L.TASK, ""),
+        container=labels.get(L.CONTAINER, ""),
+        role=labels.get(L.ROLE, L.ROLE_CONTAINER),
+        state=state.get("Status") or "unknown",
+        exit_code=state.get("ExitCode") if state.get("Status") in ("exited", "dead") else None,
+        health=health if health in ("healthy", "unhealthy", "starting") else None,
+        oom_killed=bool(state.get("OOMKilled")),
+        error=state.get("Error") or None,
+        image=(raw.get("Config") or {}).get("Image", ""),
+        bindings=_bindings(ports),
+        spec=_json_label(labels, L.CONTAINER_SPEC),
+        labels=labels,
+    )
+
+
+def group_tasks(cluster: str, instance: str, containers: Iterable[Container]) -> list[Task]:
+    """Containers grouped into tasks by their task-id label."""
+    by_task: dict[str, list[Container]] = {}
+    for c in containers:
+        if c.task_id:
+            by_task.setdefault(c.task_id, []).append(c)
+    tasks = []
+    for task_id, members in sorted(by_task.items()):
+        members.sort(key=lambda c: (c.role != L.ROLE_PAUSE, c.container))
+        labels = members[0].labels
+        tasks.append(
+            Task(
+                id=task_id,
+                cluster=cluster,
+                instance=instance,
+                group=labels.get(L.GROUP, ""),
+                family=labels.get(L.FAMILY, ""),
+                task_hash=labels.get(L.TASK_HASH, ""),
+                service=labels.get(L.SERVICE) or None,
+                containers=tuple(members),
+                task_spec=_json_label(labels, L.TASK_SPEC),
+                created=min(c.created for c in members),
+                started_by=labels.get(L.STARTED_BY, ""),
+            )
+        )
+    return tasks
+
+
+# -- derived status ----------------------------------------------------------------------------------
+
+
+def explain_exit(container: Container) -> str:
+    """Why a container stopped, in words: OOM versus SIGKILL for 137, and the usual signal codes."""
+    code = container.exit_code
+    limit = container.spec.get("memory")
+    if container.oom_killed:
+        where = f" (memory limit {limit} MiB)" if limit else ""
+        return f"OutOfMemoryError: container {container.container} killed due to memory usage{where}"
+    if container.error:
+        return f"container {container.container} failed: {container.error}"
+    meanings = {
+        0: "exited normally (0)",
+        1: "exited with an application error (1)",
+        125: "could not be run by the container runtime (125)",
+        126: "command is not executable (126)",
+        127: "command not found (127)",
+        130: "interrupted by SIGINT (130)",
+        134: "aborted by SIGABRT (134)",
+        137: "was killed by SIGKILL (137)",
+        139: "crashed with a segmentation fault, SIGSEGV (139)",
+        143: "was stopped by SIGTERM (143)",
+    }
+    if code is None:
+        return f"container {container.container} stopped"
+    text = meanings.get(code)
+    if text is None:
+        text = f"exited with signal {code - 128} ({code})" if 128 < code < 160 else f"exited with code {code}"
+    return f"container {container.container} {text}"
+
+
+def task_status(task: Task) -> TaskStatus:
+    """ECS lastStatus and health of a task from its containers.
+
+    STOPPED when an essential container exited, or when containers the task was created with are
+    missing or were never started (an interrupted start); RUNNING when every essential container runs.
+    Health follows ECS: UNHEALTHY if any essential container is, else UNKNOWN if any essential one is
+    not known healthy, else HEALTHY. Essential containers without a health check count as healthy once
+    running (the task would otherwise never become healthy).
+    """
+    app = task.app_containers
+    essential = [c for c in app if c.essential]
+    for c in essential:
+        if c.exited:
+            return TaskStatus(STOPPED, UNKNOWN, "EssentialContainerExited", f"Essential container in task exited: {explain_exit(c)}")
+    present = {c.container for c in app}
+    missing = [n for n in task.expected_containers if n not in present]
+    if missing or not essential:
+        what = ", ".join(missing) or "all"
+        return TaskStatus(STOPPED, UNKNOWN, "TaskFailedToStart", f"containers missing from the task: {what}")
+    pause = [c for c in task.containers if c.role == L.ROLE_PAUSE]
+    if any(not p.running for p in pause):
+        return TaskStatus(STOPPED, UNKNOWN, "TaskFailedToStart", "the task's network namespace holder stopped")
+    if any(c.state == "created" for c in essential):
+        return TaskStatus(PENDING, UNKNOWN, None, "containers created but not all started")
+    if all(c.running for c in essential):
+        if any(c.health == "unhealthy" for c in essential):
+            return TaskStatus(RUNNING, UNHEALTHY, None, "Task failed container health checks")
+        if any(c.health == "starting" for c in essential):
+            return TaskStatus(RUNNING, UNKNOWN)
+        return TaskStatus(RUNNING, HEALTHY)
+    return TaskStatus(PENDING, UNKNOWN)

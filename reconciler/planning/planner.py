@@ -1,0 +1,375 @@
+"""`plan(desired, observed, now) -> Plan`: the single, pure entry point that decides what changes.
+
+Owns, per service: sorting observed tasks into keep / replace (spec drift, failed, unhealthy, on a
+draining instance) / remove (scale-in, surplus, pruned), laying replacements out in waves that respect
+`maximumPercent` and `minimumHealthyPercent`, and asking `placement` where new tasks go. Every action
+carries its reason. It must not do I/O, read the clock (`now` is given) or use unseeded randomness.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from reconciler.model import observed as obs
+from reconciler.model import plan as P
+from reconciler.model import spec
+from reconciler.planning import diff, placement, resources
+
+
+@dataclass(frozen=True)
+class Options:
+    prune: bool = False
+    targets: frozenset[str] | None = None  # service names; None = all
+    desired_counts: Mapping[str, tuple[int, str]] = field(default_factory=dict)  # autoscaler overrides
+
+
+def plan(
+    desired: spec.DesiredState,
+    observed: Mapping[str, obs.ClusterState],
+    now: float,
+    options: Options = Options(),
+) -> P.Plan:
+    services: list[P.ServicePlan] = []
+    unreachable: dict[str, str] = {}
+    orphans: list[str] = []
+    for cluster_name in sorted(desired.clusters):
+        cluster = desired.clusters[cluster_name]
+        state = observed.get(cluster_name) or obs.ClusterState(cluster_name, {}, ())
+        for inst in state.instances.values():
+            if not inst.reachable:
+                unreachable[inst.endpoint] = inst.error or "unreachable"
+        planner = _ClusterPlanner(cluster, state, now)
+        for svc in desired.services_of(cluster_name):
+            if options.targets is not None and svc.name not in options.targets:
+                continue
+            td = desired.task_definitions.get(svc.task_definition)
+            if td is None:
+                continue
+            count, source = options.desired_counts.get(svc.name, (svc.desired_count, "manifest"))
+            services.append(planner.service(svc, td, count, source))
+        declared = {s.name for s in desired.services_of(cluster_name)}
+        for name in sorted({t.service for t in state.tasks if t.service and t.service not in declared}):
+            if options.targets is not None and name not in options.targets:
+                continue
+            if options.prune:
+                services.append(planner.prune(name))
+            else:
+                orphans.append(name)
+    return P.Plan(services=tuple(services), unreachable=unreachable, orphans=tuple(orphans))
+
+
+def _seed(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+class _ClusterPlanner:
+    """Plans the services of one cluster against one shared view of its instances' capacity."""
+
+    def __init__(self, cluster: spec.Cluster, state: obs.ClusterState, now: float):
+        self.cluster = cluster
+        self.state = state
+        self.now = now
+        self.statuses = {t.id: t.status() for t in state.tasks}
+        self.live = [t for t in state.tasks if self.statuses[t.id].last_status == obs.RUNNING]
+        self.pool = {i.name: i for i in cluster.all_instances()}
+        self.placed: list[placement.PlacedTask] = [
+            placement.PlacedTask(
+                instance_id=t.instance,
+                group=t.group,
+                task_id=t.id,
+                **resources.reservation(t.spec),
+            )
+            for t in self.live
+            if t.instance in self.pool
+        ]
+
+    # -- instances -------------------------------------------------------------------------------
+
+    def _instances(self, launch_type: str) -> list[placement.Instance]:
+        declared = self.cluster.fargate if launch_type == spec.FARGATE else self.cluster.instances
+        if not declared:
+            declared = self.cluster.fargate or self.cluster.instances
+        out = []
+        for inst in declared:
+            state = self.state.instances.get(inst.name)
+            reachable = bool(state and state.reachable)
+            out.append(
+                placement.Instance(
+                    id=inst.name,
+                    cpu=inst.cpu if inst.cpu is not None else (state.cpu if state else 0),
+                    memory=inst.memory if inst.memory is not None else (state.memory if state else 0),
+                    attributes={**(state.attributes if state else {}), **inst.attributes},
+                    status=inst.status,
+                    connected=reachable,
+                )
+            )
+        return out
+
+    def _view(self, launch_type: str, exclude: Iterable[str] = ()) -> placement.ClusterView:
+        excluded = set(exclude)
+        return placement.ClusterView(
+            self._instances(launch_type), [p for p in self.placed if p.task_id not in excluded]
+        )
+
+    def _request(self, svc: spec.Service, td: spec.TaskDefinition) -> placement.TaskRequest:
+        constraints = tuple(placement.Constraint(c.type, c.expression) for c in svc.constraints)
+        td_constraints = tuple(
+            placement.Constraint("memberOf", c.get("expression"))
+            for c in td.raw.get("placementConstraints") or []
+            if c.get("type") == "memberOf"
+        )
+        res = resources.reservation(td.spec)
+        return placement.TaskRequest(
+            group=svc.group,
+            cpu=res["cpu"],
+            memory=res["memory"],
+            ports=res["ports"],
+            constraints=td_constraints + constraints,
+            strategies=tuple(placement.Strategy(s.type, s.field) for s in svc.strategies),
+        )
+
+    # -- services --------------------------------------------------------------------------------
+
+    def _why_replace(self, task: obs.Task, td: spec.TaskDefinition, grace: int) -> str | None:
+        status = self.statuses[task.id]
+        inst = self.pool.get(task.instance)
+        if inst is None:
+            return f"instance {task.instance} is no longer in the cluster"
+        if inst.status == spec.DRAINING:
+            return f"instance {task.instance} is DRAINING"
+        if status.health == obs.UNHEALTHY and self.now - task.created >= grace:
+            return "task failed container health checks"
+        if task.task_hash != td.task_hash:
+            return f"task definition {td.family} changed"
+        return None
+
+    def service(self, svc: spec.Service, td: spec.TaskDefinition, desired: int, source: str) -> P.ServicePlan:
+        tasks = self.state.tasks_of(svc.name)
+        if svc.scheduling_strategy == spec.DAEMON:
+            return self._daemon(svc, td, tasks)
+        dead = [t for t in tasks if self.statuses[t.id].last_status != obs.RUNNING]
+        live = [t for t in tasks if self.statuses[t.id].last_status == obs.RUNNING]
+        reasons = {t.id: self._why_replace(t, td, svc.health_check_grace_period) for t in live}
+        current = [t for t in live if reasons[t.id] is None]
+        outdated = [t for t in live if reasons[t.id] is not None]
+
+        scale_in: list[obs.Task] = []
+        if len(current) > desired:
+            view = self._view(svc.launch_type)
+            strategies = tuple(placement.Strategy(s.type, s.field) for s in svc.strategies)
+            chosen = set(placement.choose_to_stop(view, svc.group, len(current) - desired, strategies))
+            scale_in = [t for t in current if t.id in chosen]
+            current = [t for t in current if t.id not in chosen]
+
+        need = desired - len(current)
+        old = dead + outdated
+        replace = min(need, len(old))
+        step0_stops = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
+        step0_stops += [self._stop(t, f"scale-in to desired count {desired}") for t in scale_in]
+        if need <= 0:
+            step0_stops += [self._stop(t, reasons[t.id] or "surplus") for t in outdated]
+            outdated = []
+        steps, unplaced, why = self._rolling(svc, td, max(need, 0), outdated, reasons, step0_stops, len(current))
+        placed = sum(len(s.starts) for s in steps)
+        warnings = list(td.warnings)
+        old_specs = {t.task_hash: t.spec for t in outdated if t.task_hash != td.task_hash}
+        lines: list[str] = []
+        for old_spec in old_specs.values():
+            lines.extend(d for d in diff.spec_diff(old_spec, td.spec) if d not in lines)
+        return P.ServicePlan(
+            cluster=self.cluster.name,
+            service=svc.name,
+            family=td.family,
+            desired=desired,
+            running=len(live),
+            steps=steps,
+            add=max(placed - replace, 0),
+            replace=min(replace, placed),
+            remove=len(scale_in) + max(len(old) - replace, 0),
+            unplaced=unplaced,
+            unplaced_reason=why,
+            diff=tuple(lines),
+            warnings=tuple(warnings),
+            desired_source=source,
+        )
+
+    def _stop(self, task: obs.Task, reason: str, code: str | None = None) -> P.StopTask:
+        status = self.statuses[task.id]
+        return P.StopTask(
+            cluster=self.cluster.name,
+            service=task.service,
+            instance=task.instance,
+            task_id=task.id,
+            reason=reason,
+            stop_code=code or "ServiceSchedulerInitiated",
+            already_stopped=status.last_status == obs.STOPPED,
+        )
+
+    def _rolling(
+        self,
+        svc: spec.Service,
+        td: spec.TaskDefinition,
+        need: int,
+        outdated: list[obs.Task],
+        reasons: Mapping[str, str | None],
+        first_stops: list[P.StopTask],
+        healthy_now: int,
+    ) -> tuple[tuple[P.Step, ...], int, str | None]:
+        """Waves of starts and stops within the deployment bounds, placing each wave's starts.
+
+        Bounds follow ECS: running + pending <= floor(desired * maximumPercent / 100); healthy
+        >= ceil(desired * minimumHealthyPercent / 100). When neither bound leaves room (100 / 100),
+        one old task is stopped first so the deployment can progress.
+        """
+        desired = healthy_now + need
+        max_total = max(desired * svc.maximum_percent // 100, 1)
+        min_healthy = math.ceil(desired * svc.minimum_healthy_percent / 100)
+        request = self._request(svc, td)
+        old = list(outdated)
+        stopped_ids = [s.task_id for s in first_stops]
+        running = healthy_now + len(old)
+        remaining = need
+        steps: list[P.Step] = []
+        stops_pending = list(first_stops)
+        unplaced, why = 0, None
+        while remaining > 0 or old:
+            room = max(max_total - running, 0)
+            n = min(remaining, room)
+            starts: list[P.StartTask] = []
+            if n:
+                view = self._view(svc.launch_type, stopped_ids)
+                result = placement.place(view, request, n, _seed(svc.name))
+                for inst in result.placements:
+                    starts.append(self._start(svc, td, inst, old, len(starts)))
+                    self.placed.append(
+                        placement.PlacedTask(instance_id=inst, group=svc.group, task_id=f"new:{svc.name}:{len(self.placed)}",
+                                             cpu=request.cpu, memory=request.memory, ports=request.ports)
+                    )
+                if result.unplaced:
+                    unplaced, why = remaining - len(starts), result.reason
+                    remaining = len(starts)  # what does not fit now will not fit in a later wave either
+            can_stop = max(running + len(starts) - min_healthy, 0)
+            k = min(len(old), can_stop)
+            if not starts and k == 0 and old:
+                k = 1  # no headroom either way (e.g. 100 / 100): stop one old task to make progress
+            stops = stops_pending + [self._stop(t, reasons.get(t.id) or "replaced") for t in old[:k]]
+            stopped_ids.extend(t.id for t in old[:k])
+            stops_pending = []
+            if starts or stops:
+                steps.append(P.Step(starts=tuple(starts), stops=tuple(stops), wait=bool(starts and stops)))
+            running = running + len(starts) - k
+            remaining -= len(starts)
+            old = old[k:]
+            if not starts and not k:
+                break
+        if stops_pending:
+            steps.append(P.Step(stops=tuple(stops_pending)))
+        return tuple(steps), unplaced, why
+
+    def _start(self, svc: spec.Service, td: spec.TaskDefinition, instance: str, old: list[obs.Task], i: int) -> P.StartTask:
+        if i < len(old):
+            reason = f"replaces {old[i].id[:12]}: {self._reason_of(old[i], td)}"
+        else:
+            reason = f"desired count {svc.desired_count}" if svc.desired_count else "missing task"
+        return P.StartTask(
+            cluster=self.cluster.name,
+            service=svc.name,
+            instance=instance,
+            task_definition=td,
+            reason=reason,
+            launch_type=svc.launch_type,
+            group=svc.group,
+        )
+
+    def _reason_of(self, task: obs.Task, td: spec.TaskDefinition) -> str:
+        return self._why_replace(task, td, 0) or "replaced"
+
+    def _daemon(self, svc: spec.Service, td: spec.TaskDefinition, tasks: list[obs.Task]) -> P.ServicePlan:
+        request = self._request(svc, td)
+        live = [t for t in tasks if self.statuses[t.id].last_status == obs.RUNNING]
+        dead = [t for t in tasks if t not in live]
+        own = {t.id for t in tasks}
+        view = self._view(svc.launch_type, own)
+        targets = set(placement.daemon_targets(view, request))
+        stops = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
+        starts: list[P.StartTask] = []
+        replaced = 0
+        diff_lines: list[str] = []
+        for inst in sorted(targets):
+            here = [t for t in live if t.instance == inst]
+            keep = [t for t in here if self._why_replace(t, td, svc.health_check_grace_period) is None]
+            for t in keep[1:]:
+                stops.append(self._stop(t, "more than one daemon task on the instance"))
+            if keep:
+                continue
+            for t in here:
+                why = self._why_replace(t, td, svc.health_check_grace_period) or "replaced"
+                stops.append(self._stop(t, why))
+                if t.task_hash != td.task_hash:
+                    diff_lines.extend(d for d in diff.spec_diff(t.spec, td.spec) if d not in diff_lines)
+            replaced += 1 if here or any(t.instance == inst for t in dead) else 0
+            starts.append(
+                P.StartTask(self.cluster.name, svc.name, inst, td, "daemon task for the instance", svc.launch_type, svc.group)
+            )
+        for t in live:
+            if t.instance not in targets:
+                stops.append(self._stop(t, f"instance {t.instance} no longer eligible for the daemon"))
+        steps = tuple(s for s in (P.Step(stops=tuple(stops)), P.Step(starts=tuple(starts))) if s.starts or s.stops)
+        return P.ServicePlan(
+            cluster=self.cluster.name,
+            service=svc.name,
+            family=td.family,
+            desired=len(targets),
+            running=len(live),
+            steps=steps,
+            add=len(starts) - replaced,
+            replace=replaced,
+            remove=max(len(stops) - replaced, 0),
+            diff=tuple(diff_lines),
+            warnings=td.warnings,
+        )
+
+    def prune(self, name: str) -> P.ServicePlan:
+        tasks = self.state.tasks_of(name)
+        stops = tuple(self._stop(t, "service is no longer declared (--prune)") for t in tasks)
+        family = tasks[0].family if tasks else "?"
+        return P.ServicePlan(
+            cluster=self.cluster.name,
+            service=name,
+            family=family,
+            desired=0,
+            running=sum(1 for t in tasks if self.statuses[t.id].last_status == obs.RUNNING),
+            steps=(P.Step(stops=stops),) if stops else (),
+            remove=len(stops),
+            pruned=True,
+        )
+
+
+def run_task(
+    desired: spec.DesiredState,
+    observed: Mapping[str, obs.ClusterState],
+    cluster: str,
+    td: spec.TaskDefinition,
+    count: int,
+    launch_type: str,
+    seed: int = 0,
+) -> tuple[list[P.StartTask], int, str | None]:
+    """Placements for `count` one-off tasks of `td` (ECS RunTask): starts, how many fit nowhere, and why."""
+    state = observed.get(cluster) or obs.ClusterState(cluster, {}, ())
+    cp = _ClusterPlanner(desired.clusters[cluster], state, 0.0)
+    group = f"family:{td.family}"
+    res = resources.reservation(td.spec)
+    constraints = tuple(
+        placement.Constraint("memberOf", c.get("expression"))
+        for c in td.raw.get("placementConstraints") or []
+        if c.get("type") == "memberOf"
+    )
+    request = placement.TaskRequest(group=group, cpu=res["cpu"], memory=res["memory"], ports=res["ports"], constraints=constraints)
+    result = placement.place(cp._view(launch_type), request, count, seed)
+    starts = [
+        P.StartTask(cluster, None, inst, td, "run-task", launch_type, group) for inst in result.placements
+    ]
+    return starts, result.unplaced, result.reason

@@ -1,0 +1,103 @@
+"""The state directory: the writer lock and the history of stopped tasks.
+
+Owns where state lives (`--state-dir`, else `RECONCILER_STATE_DIR`, else `$XDG_STATE_HOME/reconciler`,
+else `~/.local/state/reconciler`), the per-cluster lock that lets one writer at a time converge a
+cluster (shared by `apply` and the daemon), and a bounded log of stopped tasks so `describe` can still
+explain a task after its containers are gone. Running tasks are never recorded here: the engines'
+labels are the source of truth for them. It must not plan or talk to engines.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+STOPPED_LOG_LIMIT = 1000
+
+
+class LockTimeout(Exception):
+    pass
+
+
+def default_dir(environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    if environ.get("RECONCILER_STATE_DIR"):
+        return environ["RECONCILER_STATE_DIR"]
+    base = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "reconciler")
+
+
+class StateDir:
+    def __init__(self, path: str):
+        self.path = path
+
+    def _ensure(self) -> None:
+        os.makedirs(self.path, exist_ok=True)
+
+    @contextmanager
+    def lock(self, cluster: str, wait: float = 0.0) -> Iterator[None]:
+        """Holds the writer lock of `cluster`; waits up to `wait` seconds, then raises LockTimeout."""
+        self._ensure()
+        path = os.path.join(self.path, f"{cluster}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        holder = _read(path)
+                        raise LockTimeout(
+                            f"cluster {cluster} is locked by another reconciler ({holder or 'unknown holder'}, lock {path})"
+                        ) from None
+                    time.sleep(0.1)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}".encode())
+            yield
+        finally:
+            os.close(fd)
+
+    def record_stopped(self, cluster: str, entry: Mapping[str, Any]) -> None:
+        """Appends a stopped task (describe-tasks shape) to the cluster's log, keeping the newest entries."""
+        self._ensure()
+        path = os.path.join(self.path, f"{cluster}.stopped.jsonl")
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(dict(entry), sort_keys=True, default=str) + "\n")
+        if os.path.getsize(path) > STOPPED_LOG_LIMIT * 4096:
+            lines = open(path, encoding="utf-8").read().splitlines()[-STOPPED_LOG_LIMIT:]
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write("\n".join(lines) + "\n")
+            os.replace(tmp, path)
+
+    def stopped_tasks(self, cluster: str) -> list[dict[str, Any]]:
+        path = os.path.join(self.path, f"{cluster}.stopped.jsonl")
+        out = []
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        continue
+        except FileNotFoundError:
+            pass
+        return out
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
