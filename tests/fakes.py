@@ -1,0 +1,199 @@
+"""`FakeEngine`: an in-memory implementation of `reconciler.engine.api.Engine` for unit tests.
+
+Owns a dict of containers in the Engine API's list/inspect shapes, records every call, and lets a test
+make a container exit, turn unhealthy or vanish. It does not run anything; real behaviour is covered by
+the integration tests against private engines.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from reconciler.engine import api
+
+_ids = itertools.count(1)
+
+
+class FakeEngine:
+    def __init__(self, endpoint: str = "fake://e1", cpus: int = 2, memory_mib: int = 4096, images: tuple[str, ...] = ()):
+        self.endpoint = endpoint
+        self.cpus = cpus
+        self.memory_mib = memory_mib
+        self.images = set(images)
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.networks: dict[str, dict[str, Any]] = {}
+        self.volumes: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, Any]] = []
+        self.down = False
+        self.fail_pull = False
+        self.lock = threading.Lock()
+
+    # -- test controls ---------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self.down:
+            raise api.Unreachable(self.endpoint, "engine does not answer (connection refused)")
+
+    def exit(self, container_id: str, code: int, oom: bool = False) -> None:
+        c = self.containers[container_id]
+        c["State"] = {"Status": "exited", "ExitCode": code, "OOMKilled": oom, "Error": ""}
+
+    def set_health(self, container_id: str, health: str) -> None:
+        self.containers[container_id]["State"]["Health"] = {"Status": health}
+
+    def by_label(self, key: str, value: str) -> list[dict[str, Any]]:
+        return [c for c in self.containers.values() if c["Config"]["Labels"].get(key) == value]
+
+    def running(self) -> list[dict[str, Any]]:
+        return [c for c in self.containers.values() if c["State"]["Status"] == "running"]
+
+    # -- engine ----------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._check()
+
+    def info(self) -> api.EngineInfo:
+        self._check()
+        return api.EngineInfo(self.endpoint, self.cpus, self.memory_mib * 1024 * 1024, server_version="fake")
+
+    def _summary(self, c: dict[str, Any]) -> dict[str, Any]:
+        state = c["State"]
+        status = "Up 1 second" if state["Status"] == "running" else f"Exited ({state.get('ExitCode', 0)}) 1 second ago"
+        if state["Status"] == "created":
+            status = "Created"
+        health = (state.get("Health") or {}).get("Status")
+        if health and state["Status"] == "running":
+            status += f" ({'health: starting' if health == 'starting' else health})"
+        ports = []
+        for key, binds in (c["HostConfig"].get("port_bindings") or {}).items():
+            port, _, proto = key.partition("/")
+            host = binds[1] if len(binds) > 1 and binds[1] else 40000 + len(ports)
+            ports.append({"PrivatePort": int(port), "PublicPort": host, "Type": proto, "IP": binds[0]})
+        return {
+            "Id": c["Id"],
+            "Names": ["/" + c["Name"]],
+            "Image": c["Config"]["Image"],
+            "Labels": c["Config"]["Labels"],
+            "State": state["Status"],
+            "Status": status,
+            "Created": c["Created"],
+            "Ports": ports,
+        }
+
+    def list_containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        self._check()
+        with self.lock:
+            return [
+                self._summary(c)
+                for c in self.containers.values()
+                if all(c["Config"]["Labels"].get(k) == v for k, v in labels.items())
+            ]
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        self._check()
+        c = self.containers.get(container_id)
+        if c is None:
+            raise api.NotFound(self.endpoint, f"No such container: {container_id}", status=404)
+        return {**c, "Name": "/" + c["Name"], "NetworkSettings": {"Ports": {}}}
+
+    def create_container(self, request: api.ContainerCreate) -> str:
+        self._check()
+        with self.lock:
+            if any(c["Name"] == request.name for c in self.containers.values()):
+                raise api.EngineError(self.endpoint, f"Conflict. The container name {request.name} is already in use", status=409)
+            if request.image not in self.images:
+                raise api.NotFound(self.endpoint, f"No such image: {request.image}", status=404)
+            cid = f"{next(_ids):064x}"
+            self.containers[cid] = {
+                "Id": cid,
+                "Name": request.name,
+                "Created": float(next(_ids)),
+                "Config": {"Image": request.image, "Labels": dict(request.labels), "Env": dict(request.environment)},
+                "HostConfig": dict(request.host_config),
+                "State": {"Status": "created", "ExitCode": 0, "OOMKilled": False, "Error": ""},
+                "Request": request,
+            }
+        self.calls.append(("create", request.name))
+        return cid
+
+    def start_container(self, container_id: str) -> None:
+        self._check()
+        c = self.containers[container_id]
+        c["State"]["Status"] = "running"
+        if c["Request"].healthcheck:
+            c["State"]["Health"] = {"Status": "healthy"}
+        self.calls.append(("start", c["Name"]))
+
+    def stop_container(self, container_id: str, timeout: int) -> None:
+        self._check()
+        c = self.containers.get(container_id)
+        if c and c["State"]["Status"] == "running":
+            c["State"].update({"Status": "exited", "ExitCode": 143})
+        self.calls.append(("stop", container_id))
+
+    def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
+        self.exit(container_id, 137)
+
+    def remove_container(self, container_id: str) -> None:
+        self._check()
+        with self.lock:
+            self.containers.pop(container_id, None)
+        self.calls.append(("remove", container_id))
+
+    def wait_container(self, container_id: str, timeout: float) -> int | None:
+        c = self.containers.get(container_id)
+        return c["State"].get("ExitCode") if c else None
+
+    def has_image(self, ref: str) -> bool:
+        self._check()
+        return ref in self.images
+
+    def pull_image(self, ref: str, auth: Mapping[str, str] | None = None) -> None:
+        self._check()
+        self.calls.append(("pull", ref))
+        if self.fail_pull:
+            raise api.ImageUnavailable(self.endpoint, f"CannotPullContainerError: pull access denied for {ref}")
+        self.images.add(ref)
+
+    def load_image_tar(self, data: bytes, ref: str) -> None:
+        self.images.add(ref)
+
+    def create_network(self, name: str, labels: Mapping[str, str]) -> str:
+        self.networks[name] = {"Name": name, "Labels": dict(labels)}
+        return name
+
+    def remove_network(self, name: str) -> None:
+        self.networks.pop(name, None)
+
+    def list_networks(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        return [n for n in self.networks.values() if all(n["Labels"].get(k) == v for k, v in labels.items())]
+
+    def create_volume(self, name: str, driver: str, driver_opts: Mapping[str, str], labels: Mapping[str, str]) -> None:
+        self.volumes[name] = {"Name": name, "Labels": dict(labels)}
+
+    def has_volume(self, name: str) -> bool:
+        return name in self.volumes
+
+    def remove_volume(self, name: str) -> None:
+        self.volumes.pop(name, None)
+
+    def list_volumes(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        return [v for v in self.volumes.values() if all(v["Labels"].get(k) == val for k, val in labels.items())]
+
+    def logs(self, container_id: str, follow: bool, tail: int | None) -> Iterator[bytes]:
+        yield b"fake log line\n"
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        return {}
+
+    def exec(self, container_id: str, command: list[str]) -> int:
+        return 0
+
+    def events(self, labels: Mapping[str, str], since: float | None = None) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+    def close(self) -> None:
+        pass

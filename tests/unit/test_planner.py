@@ -1,0 +1,210 @@
+"""The planner against a fake engine: decisions, reasons, deployment waves and idempotence.
+
+Each scenario builds manifests, lets the real executor carry the plan out on `FakeEngine`, and checks
+that planning again yields nothing to do (the pyinfra idempotence check).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fakes import FakeEngine  # noqa: E402
+
+from reconciler import executor, labels, observe  # noqa: E402
+from reconciler.manifests import build, validate  # noqa: E402
+from reconciler.model import plan as P  # noqa: E402
+from reconciler.planning import planner  # noqa: E402
+
+IMAGE = "localhost/busybox:static"
+
+
+def manifests(tmp_path: Path, desired: int = 3, env: str = "hello", extra: str = "", service_extra: str = "") -> Path:
+    container_extra = textwrap.indent(extra, " " * 6)
+    service_lines = textwrap.indent(service_extra, " " * 2)
+    (tmp_path / "m.yaml").write_text(
+        f"""\
+apiVersion: reconciler/v1
+kind: Cluster
+metadata: {{name: c1}}
+spec:
+  instances:
+    - {{name: i1, endpoint: "unix:///fake/1.sock", availabilityZone: a}}
+    - {{name: i2, endpoint: "unix:///fake/2.sock", availabilityZone: b}}
+---
+apiVersion: reconciler/v1
+kind: TaskDefinition
+metadata: {{name: app}}
+spec:
+  containerDefinitions:
+    - name: app
+      image: {IMAGE}
+      memory: 64
+      environment: [{{name: GREETING, value: {env}}}]
+{container_extra}
+---
+apiVersion: reconciler/v1
+kind: Service
+metadata: {{name: app}}
+spec:
+  cluster: c1
+  taskDefinition: app
+  desiredCount: {desired}
+{service_lines}
+"""
+    )
+    return tmp_path
+
+
+class World:
+    """Fake engines behind the instances of the manifests, with plan/apply helpers."""
+
+    def __init__(self):
+        self.engines = {f"unix:///fake/{i}.sock": FakeEngine(f"unix:///fake/{i}.sock", images=(IMAGE,)) for i in (1, 2)}
+
+    def connections(self) -> observe.Engines:
+        return observe.Engines(lambda inst: self.engines[inst.endpoint])
+
+    def desired(self, path: Path):
+        result = validate.validate_paths([str(path)])
+        assert result.ok, [d.format() for d in result.errors]
+        return build.desired_state(result.documents, {})
+
+    def plan(self, path: Path, now: float = 1e9, **options) -> tuple[P.Plan, object]:
+        desired = self.desired(path)
+        engines = self.connections()
+        observed = observe.observe(desired, engines)
+        return planner.plan(desired, observed, now, planner.Options(**options)), desired
+
+    def apply(self, path: Path, **options) -> P.Plan:
+        plan, desired = self.plan(path, **options)
+        ex = executor.Executor(desired, self.connections(), environ={})
+        results = ex.apply(plan)
+        assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
+        return plan
+
+    def tasks(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for endpoint, e in self.engines.items():
+            for c in e.running():
+                out.setdefault(c["Config"]["Labels"][labels.TASK], []).append(endpoint)
+        return out
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_creates_missing_tasks_spread_over_zones_then_nothing_to_do(world, tmp_path):
+    path = manifests(tmp_path, desired=4)
+    first = world.apply(path)
+    assert (first.add, first.replace, first.remove) == (4, 0, 0)
+    per_engine = [len(e.running()) for e in world.engines.values()]
+    assert per_engine == [2, 2]
+    again, _ = world.plan(path)
+    assert not again.changed
+    assert again.summary() == "Plan: 0 to add, 0 to replace, 0 to remove."
+
+
+def test_scale_in_stops_surplus_with_reason(world, tmp_path):
+    world.apply(manifests(tmp_path, desired=4))
+    plan, _ = world.plan(manifests(tmp_path, desired=1))
+    assert (plan.add, plan.replace, plan.remove) == (0, 0, 3)
+    assert all("scale-in" in s.reason for s in plan.services[0].stops)
+    world.apply(manifests(tmp_path, desired=1))
+    assert len(world.tasks()) == 1
+
+
+def test_spec_change_replaces_with_field_diff(world, tmp_path):
+    world.apply(manifests(tmp_path, desired=2))
+    plan, _ = world.plan(manifests(tmp_path, desired=2, env="bonjour"))
+    svc = plan.services[0]
+    assert (plan.add, plan.replace, plan.remove) == (0, 2, 0)
+    assert "containerDefinitions[app].environment[GREETING]: 'hello' -> 'bonjour'" in svc.diff
+    assert all("task definition app changed" in s.reason for s in svc.starts)
+    world.apply(manifests(tmp_path, desired=2, env="bonjour"))
+    after, _ = world.plan(manifests(tmp_path, desired=2, env="bonjour"))
+    assert not after.changed
+
+
+def test_reordered_and_defaulted_fields_are_no_change(world, tmp_path):
+    world.apply(manifests(tmp_path, desired=1))
+    same = manifests(tmp_path, desired=1, extra="essential: true\nportMappings: []\nmountPoints: []")
+    plan, _ = world.plan(same)
+    assert not plan.changed, plan.render()
+
+
+def test_exited_essential_container_is_replaced_with_its_reason(world, tmp_path):
+    path = manifests(tmp_path, desired=1)
+    world.apply(path)
+    engine = next(e for e in world.engines.values() if e.running())
+    engine.exit(engine.running()[0]["Id"], 137, oom=True)
+    plan, _ = world.plan(path)
+    assert (plan.add, plan.replace, plan.remove) == (0, 1, 0)
+    stop = plan.services[0].stops[0]
+    assert stop.stop_code == "EssentialContainerExited"
+    assert "OutOfMemoryError" in stop.reason and "64 MiB" in stop.reason
+
+
+@pytest.mark.parametrize(
+    "desired,max_pct,min_pct",
+    [(4, 200, 100), (4, 150, 50), (4, 100, 50), (4, 100, 100), (3, 133, 66), (1, 100, 0), (5, 120, 80)],
+)
+def test_rolling_waves_respect_deployment_bounds(world, tmp_path, desired, max_pct, min_pct):
+    deploy = f"deploymentConfiguration: {{maximumPercent: {max_pct}, minimumHealthyPercent: {min_pct}}}"
+    world.apply(manifests(tmp_path, desired=desired, service_extra=deploy))
+    plan, _ = world.plan(manifests(tmp_path, desired=desired, env="new", service_extra=deploy))
+    steps = plan.services[0].steps
+    running = desired
+    upper = max(desired * max_pct // 100, 1)
+    lower = math.ceil(desired * min_pct / 100)
+    forced = max_pct == 100 and min_pct == 100
+    for step in steps:
+        running += len(step.starts)
+        assert running <= max(upper, desired), f"above maximumPercent in {steps}"
+        running -= len(step.stops)
+        assert forced or running >= lower, f"below minimumHealthyPercent in {steps}"
+    assert sum(len(s.starts) for s in steps) == desired
+    assert sum(len(s.stops) for s in steps) == desired
+
+
+def test_unplaceable_task_is_reported_not_dropped(world, tmp_path):
+    path = manifests(tmp_path, desired=1, extra="cpu: 100000")
+    plan, _ = world.plan(path)
+    svc = plan.services[0]
+    assert svc.unplaced == 1
+    assert "insufficient cpu" in svc.unplaced_reason, svc.unplaced_reason
+
+
+def test_prune_only_when_asked(world, tmp_path):
+    world.apply(manifests(tmp_path, desired=2))
+    (tmp_path / "m.yaml").write_text((tmp_path / "m.yaml").read_text().split("---\napiVersion: reconciler/v1\nkind: Service")[0])
+    plan, _ = world.plan(tmp_path)
+    assert plan.orphans == ("app",) and not plan.changed
+    pruned, _ = world.plan(tmp_path, prune=True)
+    assert pruned.remove == 2 and pruned.services[0].pruned
+
+
+def test_unreachable_engine_is_reported_and_others_planned(world, tmp_path):
+    path = manifests(tmp_path, desired=2)
+    world.engines["unix:///fake/2.sock"].down = True
+    plan, _ = world.plan(path)
+    assert plan.unreachable == {"unix:///fake/2.sock": "engine does not answer (connection refused)"}
+    assert [s.instance for s in plan.services[0].starts] == ["i1", "i1"]
+
+
+def test_failed_start_leaves_nothing_behind(world, tmp_path):
+    path = manifests(tmp_path, desired=1)
+    for e in world.engines.values():
+        e.images.clear()
+        e.fail_pull = True
+    plan, desired = world.plan(path)
+    results = executor.Executor(desired, world.connections(), environ={}).apply(plan)
+    assert not results[0].ok and "CannotPullContainerError" in results[0].message
+    assert all(not e.containers for e in world.engines.values())
