@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 0 without changes, 2 with changes, 1 on error")
     p.add_argument("--target", action="append", metavar="service/NAME", help="plan only this service (repeatable)")
     p.add_argument("--prune", action="store_true", help="include removing services no longer declared")
+    p.add_argument("--unreachable-grace", metavar="DURATION", help="count tasks of an unanswering engine this long (default 60s)")
 
     p = sub.add_parser("apply", help="converge the clusters to the manifests")
     _paths(p)
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", action="append", metavar="service/NAME", help="apply only this service (repeatable)")
     p.add_argument("--concurrency", type=int, default=8, help="actions at once per engine (default 8)")
     p.add_argument("--lock-wait", metavar="DURATION", help="wait this long for another writer's lock (e.g. 30s)")
+    p.add_argument("--unreachable-grace", metavar="DURATION", help="count tasks of an unanswering engine this long (default 60s)")
 
     p = sub.add_parser("destroy", help="remove every managed task in the clusters of PATH")
     _paths(p)
@@ -135,9 +137,11 @@ def dispatch(args: argparse.Namespace, env: Environment) -> int:
     if c == "validate":
         return validate.validate(env, args.paths, args.json)
     if c == "plan":
-        return converge.plan(env, args.paths, args.json, args.detailed_exitcode, args.target, args.prune)
+        return converge.plan(env, args.paths, args.json, args.detailed_exitcode, args.target, args.prune, args.unreachable_grace)
     if c == "apply":
-        return converge.apply(env, args.paths, args.prune, args.yes, args.target, args.concurrency, args.lock_wait)
+        return converge.apply(
+            env, args.paths, args.prune, args.yes, args.target, args.concurrency, args.lock_wait, args.unreachable_grace
+        )
     if c == "destroy":
         return converge.destroy(env, args.paths, args.yes, args.concurrency, args.lock_wait)
     if c == "get":

@@ -11,6 +11,7 @@ left half-made that the next run could not finish. It must not decide what to ch
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 import uuid
@@ -476,8 +477,9 @@ def _health_timeout(task_spec: Mapping[str, Any]) -> float:
 
 
 def _under(path: str, prefix: str) -> bool:
-    prefix = prefix.rstrip("/") or "/"
-    return path == prefix or path.startswith(prefix if prefix.endswith("/") else prefix + "/")
+    """Whether `path` lies inside `prefix`, by whole components after normalising (`/data/../etc` does not)."""
+    path, prefix = os.path.normpath(path), os.path.normpath(prefix)
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
 
 def _replace(ctx: translate.TaskContext, **changes: Any) -> translate.TaskContext:

@@ -9,6 +9,7 @@ labels are the source of truth for them. It must not plan or talk to engines.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import json
@@ -17,6 +18,8 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+from reconciler.model import observed as obs
 
 STOPPED_LOG_LIMIT = 1000
 
@@ -93,6 +96,51 @@ class StateDir:
         except FileNotFoundError:
             pass
         return out
+
+
+def _write_json(path: str, value: Any) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(value, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def recall(store: StateDir, cstate: obs.ClusterState, now: float, write: bool = True) -> obs.ClusterState:
+    """Remembers what each reachable instance runs, and fills in what unreachable ones ran when last seen.
+
+    An instance whose engine stops answering keeps its last-known service tasks as `unknown` tasks, and
+    the time it was first seen down, so the planner can count them during a grace period instead of
+    placing duplicates at once.
+    """
+    path = os.path.join(store.path, f"{cstate.cluster}.instances.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            memory = json.load(fh)
+    except (OSError, ValueError):
+        memory = {}
+    if not isinstance(memory, dict):
+        memory = {}
+    instances = dict(cstate.instances)
+    unknown: list[obs.UnknownTask] = []
+    for name, inst in cstate.instances.items():
+        entry = memory.get(name) if isinstance(memory.get(name), dict) else {}
+        if inst.reachable:
+            live = [t for t in cstate.tasks if t.instance == name and t.service and t.status().last_status == obs.RUNNING]
+            memory[name] = {"seenAt": now, "tasks": [[t.id, t.service, t.task_hash] for t in live]}
+            continue
+        since = entry.get("unreachableSince") or now
+        memory[name] = {**entry, "unreachableSince": since}
+        instances[name] = dataclasses.replace(inst, unreachable_since=since)
+        for item in entry.get("tasks") or []:
+            if isinstance(item, list) and len(item) == 3:
+                unknown.append(obs.UnknownTask(str(item[0]), name, str(item[1]), str(item[2])))
+    try:
+        if write:
+            store._ensure()
+            _write_json(path, memory)
+    except OSError:
+        pass  # memory is an aid to the planner; without it, tasks on a dead engine are replaced at once
+    return dataclasses.replace(cstate, instances=instances, unknown=tuple(unknown))
 
 
 def _read(path: str) -> str:

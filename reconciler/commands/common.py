@@ -7,10 +7,11 @@ decide anything.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from reconciler import observe
+from reconciler import observe, state
 from reconciler.environment import Environment
 from reconciler.errors import ExitStatus, UserError
 from reconciler.manifests import build, document, validate
@@ -40,13 +41,17 @@ class Session:
     desired: spec.DesiredState
     engines: observe.Engines
     observed: dict[str, obs.ClusterState] = field(default_factory=dict)
+    remember: bool = False  # record what each instance runs, for when its engine stops answering
 
     def refresh(self, clusters: Iterable[str] | None = None) -> dict[str, obs.ClusterState]:
         wanted = self.desired.clusters
         if clusters is not None:
             names = set(clusters)
             wanted = {k: v for k, v in wanted.items() if k in names}
-        self.observed.update(observe.observe(self.desired, self.engines, wanted))
+        store = self.env.state()
+        now = time.time()
+        for name, cstate in observe.observe(self.desired, self.engines, wanted).items():
+            self.observed[name] = state.recall(store, cstate, now, write=self.remember)
         return self.observed
 
     def report_unreachable(self) -> int:

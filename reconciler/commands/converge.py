@@ -19,22 +19,37 @@ from reconciler.model import plan as P
 from reconciler.model import units
 from reconciler.planning import planner
 
+DEFAULT_GRACE = 60.0  # seconds before tasks of an engine that stopped answering are placed elsewhere
 
-def _plan(session: common.Session, prune: bool, targets: frozenset[str] | None) -> P.Plan:
+
+def _plan(session: common.Session, prune: bool, targets: frozenset[str] | None, grace: float) -> P.Plan:
     return planner.plan(
         session.desired,
         session.observed,
         time.time(),
-        planner.Options(prune=prune, targets=targets),
+        planner.Options(prune=prune, targets=targets, unreachable_grace=grace),
     )
 
 
-def plan(env: Environment, paths: Sequence[str], as_json: bool, detailed: bool, targets: Sequence[str] | None, prune: bool) -> ExitStatus:
+def duration(flag: str, value: str | None, default: float = 0.0) -> float:
+    if value is None:
+        return default
+    try:
+        return units.parse_duration(value)
+    except ValueError as e:
+        raise UserError(f"{flag} {value}: {e}") from None
+
+
+def plan(
+    env: Environment, paths: Sequence[str], as_json: bool, detailed: bool, targets: Sequence[str] | None, prune: bool,
+    unreachable_grace: str | None,
+) -> ExitStatus:
     names = common.parse_target(targets)
+    grace = duration("--unreachable-grace", unreachable_grace, DEFAULT_GRACE)
     session = common.open_session(env, paths)
     try:
         common.require_services(session.desired, names)
-        result = _plan(session, prune, names)
+        result = _plan(session, prune, names, grace)
         unreachable = session.report_unreachable()
         if as_json:
             env.out(json.dumps(result.to_dict(), indent=2, sort_keys=True))
@@ -59,15 +74,6 @@ def _confirm(env: Environment, question: str, yes: bool) -> None:
     answer = env.stdin.readline().strip().lower()
     if answer not in ("y", "yes"):
         raise UserError("cancelled; nothing was changed")
-
-
-def _lock_wait(value: str | None) -> float:
-    if not value:
-        return 0.0
-    try:
-        return units.parse_duration(value)
-    except ValueError as e:
-        raise UserError(f"--lock-wait {value}: {e}") from None
 
 
 @contextlib.contextmanager
@@ -116,23 +122,27 @@ def apply(
     targets: Sequence[str] | None,
     concurrency: int,
     lock_wait: str | None,
+    unreachable_grace: str | None,
 ) -> ExitStatus:
     names = common.parse_target(targets)
-    wait = _lock_wait(lock_wait)
+    wait = duration("--lock-wait", lock_wait)
+    grace = duration("--unreachable-grace", unreachable_grace, DEFAULT_GRACE)
     if concurrency < 1:
         raise UserError("--concurrency must be at least 1")
     desired = common.load_desired(env, paths)
     common.require_services(desired, names)
     with _locked(env, list(desired.clusters), wait):
-        return _apply_locked(env, common.Session(env, desired, observe.Engines(env.engine_factory)), prune, yes, names, concurrency)
+        session = common.Session(env, desired, observe.Engines(env.engine_factory), remember=True)
+        return _apply_locked(env, session, prune, yes, names, concurrency, grace)
 
 
 def _apply_locked(
-    env: Environment, session: common.Session, prune: bool, yes: bool, names: frozenset[str] | None, concurrency: int
+    env: Environment, session: common.Session, prune: bool, yes: bool, names: frozenset[str] | None, concurrency: int,
+    grace: float,
 ) -> ExitStatus:
     try:
         session.refresh()
-        result = _plan(session, prune, names)
+        result = _plan(session, prune, names, grace)
         unreachable = session.report_unreachable()
         env.out(result.render())
         if not result.changed:
@@ -150,7 +160,7 @@ def _apply_locked(
 def destroy(env: Environment, paths: Sequence[str], yes: bool, concurrency: int, lock_wait: str | None) -> ExitStatus:
     """Removes every task the reconciler manages in the clusters of `paths` (services and one-off tasks)."""
     desired = common.load_desired(env, paths)
-    with _locked(env, list(desired.clusters), _lock_wait(lock_wait)):
+    with _locked(env, list(desired.clusters), duration("--lock-wait", lock_wait)):
         session = common.Session(env, desired, observe.Engines(env.engine_factory))
         return _destroy_locked(env, session, yes, concurrency)
 

@@ -116,6 +116,17 @@ class InstanceState:
     memory: int = 0  # registered MiB
     attributes: Mapping[str, str] = field(default_factory=dict)
     server_version: str = ""
+    unreachable_since: float | None = None  # when the engine was first seen not answering
+
+
+@dataclass(frozen=True)
+class UnknownTask:
+    """A task last seen on an instance whose engine does not answer now: its state is unknown."""
+
+    id: str
+    instance: str
+    service: str
+    task_hash: str
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,7 @@ class ClusterState:
     cluster: str
     instances: Mapping[str, InstanceState]
     tasks: tuple[Task, ...]
+    unknown: tuple[UnknownTask, ...] = ()
 
     def tasks_of(self, service: str) -> list[Task]:
         return [t for t in self.tasks if t.service == service]

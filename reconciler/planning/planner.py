@@ -24,6 +24,7 @@ class Options:
     prune: bool = False
     targets: frozenset[str] | None = None  # service names; None = all
     desired_counts: Mapping[str, tuple[int, str]] = field(default_factory=dict)  # autoscaler overrides
+    unreachable_grace: float = 60.0  # seconds a dead engine's last-known tasks still count as running
 
 
 def plan(
@@ -41,7 +42,7 @@ def plan(
         for inst in state.instances.values():
             if not inst.reachable:
                 unreachable[inst.endpoint] = inst.error or "unreachable"
-        planner = _ClusterPlanner(cluster, state, now)
+        planner = _ClusterPlanner(cluster, state, now, options.unreachable_grace)
         for svc in desired.services_of(cluster_name):
             if options.targets is not None and svc.name not in options.targets:
                 continue
@@ -68,10 +69,11 @@ def _seed(name: str) -> int:
 class _ClusterPlanner:
     """Plans the services of one cluster against one shared view of its instances' capacity."""
 
-    def __init__(self, cluster: spec.Cluster, state: obs.ClusterState, now: float):
+    def __init__(self, cluster: spec.Cluster, state: obs.ClusterState, now: float, grace: float = 0.0):
         self.cluster = cluster
         self.state = state
         self.now = now
+        self.grace = grace
         self.statuses = {t.id: t.status() for t in state.tasks}
         self.live = [t for t in state.tasks if self.statuses[t.id].last_status == obs.RUNNING]
         self.pool = {i.name: i for i in cluster.all_instances()}
@@ -156,15 +158,17 @@ class _ClusterPlanner:
         current = [t for t in live if reasons[t.id] is None]
         outdated = [t for t in live if reasons[t.id] is not None]
 
+        unknown = self._unknown(svc, td)
         scale_in: list[obs.Task] = []
-        if len(current) > desired:
+        if len(current) + len(unknown) > desired:
             view = self._view(svc.launch_type)
             strategies = tuple(placement.Strategy(s.type, s.field) for s in svc.strategies)
-            chosen = set(placement.choose_to_stop(view, svc.group, len(current) - desired, strategies))
+            surplus = min(len(current) + len(unknown) - desired, len(current))
+            chosen = set(placement.choose_to_stop(view, svc.group, surplus, strategies))
             scale_in = [t for t in current if t.id in chosen]
             current = [t for t in current if t.id not in chosen]
 
-        need = desired - len(current)
+        need = desired - len(current) - len(unknown)
         old = dead + outdated
         replace = min(need, len(old))
         step0_stops = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
@@ -172,9 +176,15 @@ class _ClusterPlanner:
         if need <= 0:
             step0_stops += [self._stop(t, reasons[t.id] or "surplus") for t in outdated]
             outdated = []
-        steps, unplaced, why = self._rolling(svc, td, max(need, 0), outdated, reasons, step0_stops, len(current))
+        steps, unplaced, why = self._rolling(svc, td, max(need, 0), outdated, reasons, step0_stops, len(current) + len(unknown))
         placed = sum(len(s.starts) for s in steps)
         warnings = list(td.warnings)
+        if unknown:
+            where = ", ".join(sorted({u.instance for u in unknown}))
+            warnings.append(
+                f"{len(unknown)} task(s) on unreachable instance(s) {where} counted as running "
+                f"for up to {self.grace:.0f}s after the engine stopped answering"
+            )
         old_specs = {t.task_hash: t.spec for t in outdated if t.task_hash != td.task_hash}
         lines: list[str] = []
         for old_spec in old_specs.values():
@@ -195,6 +205,16 @@ class _ClusterPlanner:
             warnings=tuple(warnings),
             desired_source=source,
         )
+
+    def _unknown(self, svc: spec.Service, td: spec.TaskDefinition) -> list[obs.UnknownTask]:
+        """Last-known tasks of `svc` on unreachable instances that are still within the grace period."""
+        out = []
+        for u in self.state.unknown:
+            inst = self.state.instances.get(u.instance)
+            since = inst.unreachable_since if inst and inst.unreachable_since is not None else self.now
+            if u.service == svc.name and u.task_hash == td.task_hash and self.now - since < self.grace:
+                out.append(u)
+        return out
 
     def _stop(self, task: obs.Task, reason: str, code: str | None = None) -> P.StopTask:
         status = self.statuses[task.id]
