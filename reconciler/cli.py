@@ -101,19 +101,61 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--reason", default="Task stopped by user")
 
+    p = sub.add_parser("watch", help="the daemon: keep the clusters converged (files, Git, engine events)")
+    _paths(p)
+    _common(p)
+    p.add_argument("--git", metavar="URL|PATH", help="follow this Git repository instead of a local tree")
+    p.add_argument("--branch", default="main", help="branch to follow with --git (default main)")
+    p.add_argument("--subdir", help="manifest directory inside the repository (default: its root)")
+    p.add_argument("--interval", default="60s", metavar="DURATION", help="how often to fetch with --git (default 60s)")
+    p.add_argument("--prune", action="store_true", help="remove services whose manifests disappear")
+    p.add_argument("--listen", default="127.0.0.1:9400", metavar="HOST:PORT", help="status listener, or 'off'")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--resync", default="60s", metavar="DURATION", help="periodic full resync (default 60s, jittered)")
+    p.add_argument("--concurrency", type=int, default=8, help="actions at once per engine (default 8)")
+    p.add_argument("--workers", type=int, default=4, help="services reconciled at once (default 4)")
+    p.add_argument("--lock-wait", metavar="DURATION", help="wait this long for the clusters' writer locks")
+    p.add_argument("--unreachable-grace", default="60s", metavar="DURATION")
+
     p = sub.add_parser("exec", help="run a command in a task's container")
     p.add_argument("task_id", metavar="TASK")
     p.add_argument("-m", "--manifests", action="append", default=[], metavar="PATH", help="manifest paths (default: manifests/)")
     _common(p)
     p.add_argument("--container")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+    # Not `command`, which holds the subcommand; and not REMAINDER, which would swallow `--container` after
+    # TASK: the words after `--` are split off before parsing (see `_split_exec`).
+    p.add_argument("exec_command", nargs="*", metavar="-- COMMAND")
     return parser
+
+
+def _split_exec(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`exec TASK [--container C] -- COMMAND...`: everything after the first `--` is the command, never options."""
+    if argv[:1] == ["exec"] and "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, None
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """Parses argv; manifest paths may also follow options (`get tasks --json manifests/`), which plain
+    argparse refuses once an earlier positional (`tasks`) has been matched."""
+    parser = build_parser()
+    head, command = _split_exec(argv)
+    args, extra = parser.parse_known_args(head)
+    if extra:
+        unknown = [a for a in extra if a.startswith("-")] if isinstance(getattr(args, "paths", None), list) else extra
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.paths.extend(extra)
+    if command is not None:
+        args.exec_command = list(args.exec_command) + command
+    return args
 
 
 def run(argv: Sequence[str], env: Environment | None = None) -> int:
     env = env or Environment()
     try:
-        args = build_parser().parse_args(list(argv))
+        args = _parse(list(argv))
         if getattr(args, "state_dir", None):
             env.state_dir = args.state_dir
         return int(dispatch(args, env))
@@ -154,9 +196,20 @@ def dispatch(args: argparse.Namespace, env: Environment) -> int:
         return tasks.run_task(env, args.family, args.paths, args.cluster, args.count, args.wait, args.launch_type)
     if c == "stop-task":
         return tasks.stop_task(env, args.task_id, args.paths, args.reason)
+    if c == "watch":
+        from reconciler.commands import watch
+
+        return watch.watch(
+            env,
+            watch.WatchOptions(
+                paths=args.paths, git=args.git, branch=args.branch, subdir=args.subdir, interval=args.interval,
+                prune=args.prune, listen=args.listen, log_format=args.log_format, resync=args.resync,
+                concurrency=args.concurrency, workers=args.workers, lock_wait=args.lock_wait,
+                unreachable_grace=args.unreachable_grace,
+            ),
+        )
     if c == "exec":
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
-        return tasks.exec_(env, args.task_id, args.manifests, args.container, command)
+        return tasks.exec_(env, args.task_id, args.manifests, args.container, args.exec_command)
     raise UserError(f"unknown command {c}")
 
 

@@ -18,13 +18,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import labels as L
 from reconciler import observe, resolve, state
-from reconciler.engine import api, pause, translate
-from reconciler.engine import docker_engine
+from reconciler.engine import api, docker_engine, pause, translate
 from reconciler.model import observed as obs
 from reconciler.model import plan as P
 from reconciler.model import spec
@@ -253,7 +252,7 @@ class Executor:
             publish_address=inst.publish_address,
             launch_type=action.launch_type,
             started_by=self.started_by,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         mode = td.network_mode
         if mode == "awsvpc":
@@ -414,7 +413,7 @@ class Executor:
             reason = status.reason
         entry = describe_task(stopped, last_status=obs.STOPPED)
         entry.update({"desiredStatus": "STOPPED", "stopCode": code, "stoppedReason": reason,
-                      "stoppedAt": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                      "stoppedAt": datetime.now(UTC).isoformat(timespec="seconds")})
         try:
             self.state_dir.record_stopped(action.cluster, entry)
         except OSError:
@@ -525,7 +524,7 @@ def describe_task(task: obs.Task, last_status: str | None = None) -> dict[str, A
         "desiredStatus": "RUNNING",
         "healthStatus": status.health,
         "startedBy": task.started_by,
-        "createdAt": datetime.fromtimestamp(task.created, timezone.utc).isoformat(timespec="seconds") if task.created else None,
+        "createdAt": datetime.fromtimestamp(task.created, UTC).isoformat(timespec="seconds") if task.created else None,
         "containers": containers,
     }
     if status.last_status == obs.STOPPED:

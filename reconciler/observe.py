@@ -8,6 +8,7 @@ It must not decide anything.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,19 +28,15 @@ class Engines:
     def __init__(self, factory: EngineFactory):
         self.factory = factory
         self._engines: dict[str, api.Engine] = {}
-        self._errors: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def get(self, instance: spec.Instance) -> api.Engine:
+        """The connection to `instance`'s engine, made on first use (a failure is retried next time)."""
         key = instance.endpoint
-        if key in self._errors:
-            raise api.Unreachable(key, self._errors[key])
-        if key not in self._engines:
-            try:
+        with self._lock:
+            if key not in self._engines:
                 self._engines[key] = self.factory(instance)
-            except api.EngineError as e:
-                self._errors[key] = e.message
-                raise
-        return self._engines[key]
+            return self._engines[key]
 
     def close(self) -> None:
         for engine in self._engines.values():

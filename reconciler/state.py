@@ -83,6 +83,19 @@ class StateDir:
                 fh.write("\n".join(lines) + "\n")
             os.replace(tmp, path)
 
+    def save_backoff(self, cluster: str, entries: Mapping[str, Any]) -> None:
+        """The daemon's crash-loop backoff per service, for `describe service`."""
+        self._ensure()
+        _write_json(os.path.join(self.path, f"{cluster}.backoff.json"), dict(entries))
+
+    def backoff(self, cluster: str) -> dict[str, Any]:
+        try:
+            with open(os.path.join(self.path, f"{cluster}.backoff.json"), encoding="utf-8") as fh:
+                value = json.load(fh)
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
     def stopped_tasks(self, cluster: str) -> list[dict[str, Any]]:
         path = os.path.join(self.path, f"{cluster}.stopped.jsonl")
         out = []

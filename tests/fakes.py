@@ -192,7 +192,7 @@ class FakeEngine:
     def exec(self, container_id: str, command: list[str]) -> int:
         return 0
 
-    def events(self, labels: Mapping[str, str], since: float | None = None) -> Iterator[dict[str, Any]]:
+    def events(self, labels: Mapping[str, str], since: float | None = None, until: float | None = None) -> Iterator[dict[str, Any]]:
         return iter(())
 
     def close(self) -> None:

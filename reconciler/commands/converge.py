@@ -103,9 +103,12 @@ def _execute(env: Environment, session: common.Session, result: P.Plan, concurre
     ex.collect_garbage(session.observed)
     results = ex.apply(result)
     failed = [r for r in results if not r.ok]
-    started = sum(1 for r in results if r.ok and r.action == "start")
+    # Counts are of tasks: a "deploy" line only reports a halted deployment, and a task that started but
+    # then failed its health checks is reported twice (started, then failed) yet counts once, as failed.
+    failed_tasks = {(r.action, r.task_id) for r in failed if r.action in ("start", "stop")}
+    started = len({r.task_id for r in results if r.ok and r.action == "start"} - {t for a, t in failed_tasks if a == "start"})
     stopped = sum(1 for r in results if r.ok and r.action == "stop")
-    env.out(f"Apply complete: {started} started, {stopped} stopped, {len(failed)} failed.")
+    env.out(f"Apply complete: {started} started, {stopped} stopped, {len(failed_tasks)} failed.")
     if failed:
         return ExitStatus.ERROR
     if result.unplaced:

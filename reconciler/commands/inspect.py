@@ -21,7 +21,7 @@ from reconciler.planning import resources
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)] if rows else [len(h) for h in headers]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)] if rows else [len(h) for h in headers]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*headers)] + [fmt.format(*[str(x) for x in r]) for r in rows]
     return "\n".join(line.rstrip() for line in lines)
@@ -205,6 +205,9 @@ def describe(env: Environment, what: str, name: str, paths: Sequence[str]) -> Ex
             view["tasks"] = [executor.describe_task(t) for t in (cstate.tasks_of(name) if cstate else [])]
             stopped = [e for e in env.state().stopped_tasks(svc.cluster) if e.get("group") == svc.group]
             view["stoppedTasks"] = stopped[-10:]
+            backoff = env.state().backoff(svc.cluster).get(name)
+            if backoff:
+                view["crashLoopBackoff"] = backoff
             env.out(json.dumps({"services": [view]}, indent=2, sort_keys=True))
         elif what == "task":
             try:

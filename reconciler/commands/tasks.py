@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from reconciler import executor, labels
 from reconciler.commands import common, inspect
+from reconciler.engine import api
 from reconciler.environment import Environment
 from reconciler.errors import ExitStatus, UserError
-from reconciler.engine import api
 from reconciler.model import observed as obs
 from reconciler.model import plan as P
 from reconciler.model import spec

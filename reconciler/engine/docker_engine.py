@@ -9,7 +9,6 @@ no planning, no retries beyond what the SDK does, no knowledge of tasks or servi
 from __future__ import annotations
 
 import io
-import socket
 import sys
 import tarfile
 from collections.abc import Iterator, Mapping
@@ -68,7 +67,7 @@ class DockerEngine:
         except docker.errors.APIError as e:
             status = e.status_code
             raise api.EngineError(self.endpoint, _explanation(e), transient=bool(status and status >= 500), status=status) from None
-        except (requests.exceptions.ConnectionError, socket.error, docker.errors.DockerException) as e:
+        except (OSError, requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
             raise api.Unreachable(self.endpoint, f"engine does not answer ({_short(e)})") from None
         except requests.exceptions.Timeout:
             raise api.Unreachable(self.endpoint, "engine timed out") from None
@@ -243,9 +242,11 @@ class DockerEngine:
                 sys.stderr.flush()
         return int(self._call(self.api.exec_inspect, created["Id"]).get("ExitCode") or 0)
 
-    def events(self, labels: Mapping[str, str], since: float | None = None) -> Iterator[dict[str, Any]]:
+    def events(
+        self, labels: Mapping[str, str], since: float | None = None, until: float | None = None
+    ) -> Iterator[dict[str, Any]]:
         filters = {"type": ["container"], "label": _label_filter(labels)}
-        stream = self._call(self.api.events, since=since, filters=filters, decode=True)
+        stream = self._call(self.api.events, since=since, until=until, filters=filters, decode=True)
         try:
             yield from stream
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:

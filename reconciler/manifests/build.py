@@ -180,8 +180,25 @@ def service(doc: document.Document) -> spec.Service:
     )
 
 
+FREE_FORM_MAPS = frozenset({"dockerLabels", "options", "driverOpts", "labels", "annotations", "attributes"})
+
+
+def without_extensions(value: Any, parent: str | None = None) -> Any:
+    """`value` without the users' `x-` keys (anchors and notes), except inside free-form maps, whose
+    keys are data (a docker label may well start with x-)."""
+    if isinstance(value, Mapping):
+        free = parent in FREE_FORM_MAPS
+        return {k: v if free else without_extensions(v, k) for k, v in value.items() if free or not str(k).startswith("x-")}
+    if isinstance(value, list):
+        return [without_extensions(v, parent) for v in value]
+    return value
+
+
 def desired_state(documents: list[document.Document], environ: Mapping[str, str] | None = None) -> spec.DesiredState:
     """The desired state of valid documents. Task definitions used by FARGATE services get FARGATE limits."""
+    documents = [
+        document.Document(d.path, d.index, without_extensions(d.body), d.positions) for d in documents
+    ]
     clusters = {d.name: cluster(d, environ) for d in documents if d.kind == "Cluster"}
     services = {d.name: service(d) for d in documents if d.kind == "Service"}
     fargate_families = {s.task_definition for s in services.values() if s.launch_type == spec.FARGATE}

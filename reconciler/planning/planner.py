@@ -279,7 +279,7 @@ class _ClusterPlanner:
             stopped_ids.extend(t.id for t in old[:k])
             stops_pending = []
             if starts or stops:
-                steps.append(P.Step(starts=tuple(starts), stops=tuple(stops), wait=bool(starts and stops)))
+                steps.append(P.Step(starts=tuple(starts), stops=tuple(stops), wait=bool(starts) and any(not s.already_stopped for s in stops)))
             running = running + len(starts) - k
             remaining -= len(starts)
             old = old[k:]

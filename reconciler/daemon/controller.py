@@ -1,0 +1,348 @@
+"""The daemon's reconcile loop: keys in, observe -> plan -> execute out, with crash-loop backoff.
+
+Owns the desired state the daemon converges to (the last valid manifests: an invalid or half-written
+tree is logged in `validate`'s format and never tears anything down), the worker threads that take
+keys from the work queue, the meaning of a key (ALL: reload, observe every cluster once, enqueue the
+services that need work; a service key: re-observe its cluster, plan that service, execute), per-service
+crash-loop backoff (about 10 s doubling to 5 min, reset after 10 min without failures), and the status
+and metrics it reports. Deciding is the planner's and acting the executor's; triggers only enqueue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler import executor, observe, state
+from reconciler.daemon import triggers, workqueue
+from reconciler.environment import Environment
+from reconciler.manifests import build, document, validate
+from reconciler.model import observed as obs
+from reconciler.model import plan as P
+from reconciler.model import spec
+from reconciler.planning import planner
+
+log = logging.getLogger("reconciler.daemon")
+
+CRASH_BASE = 10.0
+CRASH_CAP = 300.0
+CRASH_RESET = 600.0
+_FAILURE_CODES = ("EssentialContainerExited", "TaskFailedToStart")
+
+
+@dataclass
+class Settings:
+    paths: list[str]
+    prune: bool = False
+    concurrency: int = 8
+    workers: int = 4
+    resync: float = 60.0
+    unreachable_grace: float = 60.0
+    lock_wait: float = 0.0
+    debounce: float = 0.2
+
+
+@dataclass
+class CrashLoop:
+    """Recent failures of a service's tasks and when the next replacement may start."""
+
+    failures: list[float] = field(default_factory=list)
+    last_replacement: float = 0.0
+
+    def delay(self) -> float:
+        n = len(self.failures)
+        return 0.0 if n == 0 else min(CRASH_BASE * 2 ** (n - 1), CRASH_CAP)
+
+    def next_attempt(self) -> float:
+        return self.last_replacement + self.delay()
+
+    def forget_old(self, now: float) -> None:
+        if self.failures and now - self.failures[-1] > CRASH_RESET:
+            self.failures.clear()
+
+
+class Controller:
+    def __init__(
+        self,
+        env: Environment,
+        settings: Settings,
+        metrics: Any = None,
+        manifest_paths: Callable[[], list[str]] | None = None,
+        revision: Callable[[], str | None] = lambda: None,
+    ):
+        self.env = env
+        self.settings = settings
+        self.metrics = metrics
+        self.manifest_paths = manifest_paths or (lambda: list(settings.paths))
+        self.revision = revision
+        self.queue = workqueue.WorkQueue()
+        self.engines = observe.Engines(env.engine_factory)
+        self.store = env.state()
+        self.desired: spec.DesiredState | None = None
+        self.desired_revision: str | None = None
+        self.manifest_errors: list[str] = []
+        self.observed: dict[str, obs.ClusterState] = {}
+        self.crash: dict[str, CrashLoop] = {}
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+        self._service_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._drift_logged: set[str] = set()
+        self._workers: list[threading.Thread] = []
+
+    # -- manifests --------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Validates the manifests; adopts them when valid, else logs every error and keeps the last good."""
+        paths = self.manifest_paths()
+        result = validate.validate_paths(paths)
+        errors = [d for d in result.diagnostics if d.severity == document.ERROR]
+        if not result.files and not errors:
+            errors = [document.file_diagnostic(",".join(paths), "no manifest files found")]
+        if errors:
+            lines = [d.format() for d in errors]
+            if lines != self.manifest_errors:
+                for line in lines:
+                    log.error(line)
+                kept = "the last valid manifests" if self.desired is not None else "nothing (no valid manifests yet)"
+                log.error("manifests are invalid (%d errors); reconciling against %s", len(lines), kept)
+            self.manifest_errors = lines
+            return False
+        desired = build.desired_state(result.documents, self.env.environ)
+        if self.manifest_errors:
+            log.info("manifests are valid again")
+        self.manifest_errors = []
+        with self._lock:
+            self.desired = desired
+            self.desired_revision = self.revision()
+        return True
+
+    # -- queue ------------------------------------------------------------------------------------
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+        if self.metrics:
+            self.metrics.set_queue_depth(len(self.queue))
+
+    def start_workers(self) -> None:
+        for i in range(max(1, self.settings.workers)):
+            t = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    def stop_workers(self, timeout: float = 60.0) -> None:
+        """Lets in-flight work finish (up to `timeout`), then returns; queued keys are dropped."""
+        self.queue.shutdown()
+        deadline = time.monotonic() + timeout
+        for t in self._workers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.engines.close()
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            started = time.monotonic()
+            ok = True
+            try:
+                self.reconcile(str(key))
+                self.queue.forget(key)
+            except Exception as e:  # noqa: BLE001 - any failure of one key must not kill the worker
+                ok = False
+                self.last_error = f"{key}: {e}"
+                delay = self.queue.add_rate_limited(key)
+                log.error("reconcile %s failed: %s; retrying in %.1fs", key, e, delay, exc_info=not isinstance(e, observe.api.EngineError))
+            finally:
+                self.queue.done(key)
+                if self.metrics:
+                    self.metrics.observe_reconcile(time.monotonic() - started, ok)
+                    self.metrics.set_queue_depth(len(self.queue))
+
+    # -- reconcile --------------------------------------------------------------------------------
+
+    def reconcile(self, key: str) -> None:
+        if key == triggers.ALL:
+            self.reconcile_all()
+        elif key.startswith("service:"):
+            cluster, _, service = key[len("service:") :].partition("/")
+            self.reconcile_service(cluster, service)
+
+    def _options(self, targets: frozenset[str] | None) -> planner.Options:
+        return planner.Options(prune=self.settings.prune, targets=targets, unreachable_grace=self.settings.unreachable_grace)
+
+    def _observe(self, desired: spec.DesiredState, clusters: Mapping[str, spec.Cluster]) -> dict[str, obs.ClusterState]:
+        now = time.time()
+        out = {}
+        for name, cstate in observe.observe(desired, self.engines, clusters).items():
+            out[name] = state.recall(self.store, cstate, now)
+            self._report_observation(out[name])
+        with self._lock:
+            self.observed.update(out)
+        return out
+
+    def reconcile_all(self) -> None:
+        """Reloads the manifests, observes every cluster once, and enqueues each service that needs work."""
+        self.load()
+        desired = self.desired
+        if desired is None:
+            return
+        observed = self._observe(desired, desired.clusters)
+        result = planner.plan(desired, observed, time.time(), self._options(None))
+        for sp in result.services:
+            if sp.changed or sp.unplaced:
+                self.enqueue(triggers.service_key(sp.cluster, sp.service))
+        for name in result.orphans:
+            if name not in self._drift_logged:
+                log.warning("service %s runs but is no longer declared; not removed (run with --prune to remove it)", name)
+                self._drift_logged.add(name)
+        self.last_success = time.time()
+        if self.metrics:
+            self.metrics.mark_success(self.last_success)
+
+    def reconcile_service(self, cluster: str, service: str) -> None:
+        desired = self.desired
+        if desired is None or cluster not in desired.clusters:
+            return
+        with self._lock:
+            lock = self._service_locks.setdefault(f"{cluster}/{service}", threading.Lock())
+        with lock:
+            observed = self._observe(desired, {cluster: desired.clusters[cluster]})
+            now = time.time()
+            result = planner.plan(desired, observed, now, self._options(frozenset([service])))
+            sp = next((s for s in result.services if s.service == service), None)
+            log.debug("reconcile service %s: %s", service, sp and f"{sp.add} add, {sp.replace} replace, {sp.remove} remove",
+                      extra={"cluster": cluster})
+            if sp is None or not sp.changed:
+                if sp is not None and sp.unplaced:
+                    log.warning("service %s: %d task(s) cannot be placed: %s", service, sp.unplaced, sp.unplaced_reason)
+                self._heal_clock(cluster, service, now)
+                return
+            wait = self._crash_wait(cluster, sp, now)
+            if wait > 0:
+                log.warning("service %s is crash-looping; next replacement in %.0fs", service, wait)
+                self.queue.add_after(triggers.service_key(cluster, service), wait)
+                return
+            self._execute(desired, P.Plan(services=(sp,)))
+
+    def _crash_wait(self, cluster: str, sp: P.ServicePlan, now: float) -> float:
+        """Seconds to wait before replacing failed tasks of `sp`'s service (0 to go ahead now)."""
+        failed = [s for s in sp.stops if s.already_stopped and s.stop_code in _FAILURE_CODES]
+        if not failed:
+            return 0.0
+        key = f"{cluster}/{sp.service}"
+        loop = self.crash.setdefault(key, CrashLoop())
+        loop.forget_old(now)
+        wait = loop.next_attempt() - now
+        if wait > 0:
+            self._save_backoff(cluster)
+            return wait
+        loop.failures.append(now)
+        loop.last_replacement = now
+        self._save_backoff(cluster)
+        return 0.0
+
+    def _heal_clock(self, cluster: str, service: str, now: float) -> None:
+        loop = self.crash.get(f"{cluster}/{service}")
+        if loop and loop.failures:
+            loop.forget_old(now)
+            if not loop.failures:
+                self._save_backoff(cluster)
+
+    def _save_backoff(self, cluster: str) -> None:
+        now = time.time()
+        entries = {}
+        for key, loop in self.crash.items():
+            c, _, service = key.partition("/")
+            if c == cluster and loop.failures:
+                entries[service] = {
+                    "recentFailures": len(loop.failures),
+                    "nextReplacementAt": loop.next_attempt(),
+                    "backoffSeconds": loop.delay(),
+                }
+                if self.metrics:
+                    self.metrics.set_backoff(cluster, service, max(0.0, loop.next_attempt() - now))
+        try:
+            self.store.save_backoff(cluster, entries)
+        except OSError:
+            pass
+
+    def _execute(self, desired: spec.DesiredState, plan: P.Plan) -> None:
+        for sp in plan.services:
+            for line in plan.render().splitlines()[:-1]:
+                log.info(line.strip(), extra={"service": sp.service, "cluster": sp.cluster, "commit": self.desired_revision})
+        ex = executor.Executor(desired, self.engines, state_dir=self.store, concurrency=self.settings.concurrency,
+                               on_result=self._on_result, environ=self.env.environ, started_by="reconciler-watch")
+        ex.apply(plan)
+
+    def _on_result(self, r: executor.ActionResult) -> None:
+        (log.info if r.ok else log.error)(r.line(), extra={"service": r.service, "cluster": r.cluster, "task": r.task_id})
+        if self.metrics:
+            self.metrics.count_action(r.action, r.ok)
+
+    # -- reporting ----------------------------------------------------------------------------------
+
+    def _report_observation(self, cstate: obs.ClusterState) -> None:
+        if not self.metrics:
+            return
+        for inst in cstate.instances.values():
+            self.metrics.set_engine_up(cstate.cluster, inst.endpoint, inst.reachable)
+        counts: dict[str, dict[str, int]] = {}
+        desired = self.desired
+        for svc in desired.services_of(cstate.cluster) if desired else []:
+            counts[svc.name] = {}
+        for t in cstate.tasks:
+            if t.service:
+                c = counts.setdefault(t.service, {})
+                s = t.status().last_status
+                c[s] = c.get(s, 0) + 1
+        for u in cstate.unknown:
+            c = counts.setdefault(u.service, {})
+            c["UNKNOWN"] = c.get("UNKNOWN", 0) + 1
+        for service, c in counts.items():
+            self.metrics.set_tasks(cstate.cluster, service, c)
+
+    def ready(self) -> bool:
+        return self.desired is not None and self.last_success is not None
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            desired = self.desired
+            observed = dict(self.observed)
+        services = []
+        for svc in sorted(desired.services.values(), key=lambda s: (s.cluster, s.name)) if desired else []:
+            cstate = observed.get(svc.cluster)
+            tasks = cstate.tasks_of(svc.name) if cstate else []
+            statuses = [t.status() for t in tasks]
+            loop = self.crash.get(f"{svc.cluster}/{svc.name}")
+            services.append(
+                {
+                    "serviceName": svc.name,
+                    "cluster": svc.cluster,
+                    "desiredCount": svc.desired_count,
+                    "runningCount": sum(1 for s in statuses if s.last_status == obs.RUNNING),
+                    "pendingCount": sum(1 for s in statuses if s.last_status == obs.PENDING),
+                    "tasks": [
+                        {"taskId": t.id, "instance": t.instance, "lastStatus": s.last_status, "healthStatus": s.health}
+                        for t, s in zip(tasks, statuses, strict=True)
+                    ],
+                    "crashLoop": (
+                        {"recentFailures": len(loop.failures), "nextReplacementAt": loop.next_attempt()}
+                        if loop and loop.failures
+                        else None
+                    ),
+                }
+            )
+        return {
+            "ready": self.ready(),
+            "appliedCommit": self.desired_revision,
+            "manifests": {"valid": not self.manifest_errors, "errors": list(self.manifest_errors)},
+            "lastSuccessfulReconcile": self.last_success,
+            "lastError": self.last_error,
+            "queueDepth": len(self.queue),
+            "services": services,
+        }
