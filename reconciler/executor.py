@@ -116,18 +116,20 @@ class Executor:
             started = self._parallel(self.start_task, step.starts)
             failed = [r for r in started if not r.ok]
             if not failed and step.wait:
-                failed = self._wait_healthy(sp, [r for r in started if r.ok])
+                failed = self._wait_healthy([r for r in started if r.ok])
             stops = step.stops if not failed else tuple(s for s in step.stops if s.already_stopped)
             self._parallel(self.stop_task, stops)
-            if failed:
-                remaining = len(sp.steps) - number
+            kept = len(step.stops) - len(stops)
+            remaining = len(sp.steps) - number
+            if failed and (kept or remaining):
                 self._report(
                     ActionResult(
                         "deploy", sp.cluster, sp.service, "-", "", False,
-                        f"deployment halted: {len(failed)} new task(s) failed; old tasks kept"
+                        f"deployment halted: {len(failed)} new task(s) failed; {kept} old task(s) kept running"
                         + (f", {remaining} wave(s) skipped" if remaining else ""),
                     )
                 )
+            if failed:
                 return
 
     def _parallel(self, fn: Callable[[Any], ActionResult], actions: Iterable[Any]) -> list[ActionResult]:
@@ -139,12 +141,12 @@ class Executor:
         with ThreadPoolExecutor(max_workers=min(len(actions), 64), thread_name_prefix="action") as pool:
             return list(pool.map(fn, actions))
 
-    def _wait_healthy(self, sp: P.ServicePlan, started: list[ActionResult]) -> list[ActionResult]:
+    def _wait_healthy(self, started: list[ActionResult]) -> list[ActionResult]:
         """Waits until the new tasks are RUNNING and HEALTHY; returns the ones that did not make it."""
         failed: list[ActionResult] = []
         for r in started:
             try:
-                _, inst, engine = self._instance(r.cluster, r.instance)
+                _, _, engine = self._instance(r.cluster, r.instance)
                 self._await_task_healthy(engine, r.cluster, r.task_id)
             except (TaskFailed, api.EngineError) as e:
                 failed.append(

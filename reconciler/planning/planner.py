@@ -110,13 +110,13 @@ class _ClusterPlanner:
             )
         return out
 
-    def _view(self, launch_type: str, exclude: Iterable[str] = ()) -> placement.ClusterView:
+    def view(self, launch_type: str, exclude: Iterable[str] = ()) -> placement.ClusterView:
         excluded = set(exclude)
         return placement.ClusterView(
             self._instances(launch_type), [p for p in self.placed if p.task_id not in excluded]
         )
 
-    def _request(self, svc: spec.Service, td: spec.TaskDefinition) -> placement.TaskRequest:
+    def request(self, svc: spec.Service, td: spec.TaskDefinition) -> placement.TaskRequest:
         constraints = tuple(placement.Constraint(c.type, c.expression) for c in svc.constraints)
         td_constraints = tuple(
             placement.Constraint("memberOf", c.get("expression"))
@@ -161,7 +161,7 @@ class _ClusterPlanner:
         unknown = self._unknown(svc, td)
         scale_in: list[obs.Task] = []
         if len(current) + len(unknown) > desired:
-            view = self._view(svc.launch_type)
+            view = self.view(svc.launch_type)
             strategies = tuple(placement.Strategy(s.type, s.field) for s in svc.strategies)
             surplus = min(len(current) + len(unknown) - desired, len(current))
             chosen = set(placement.choose_to_stop(view, svc.group, surplus, strategies))
@@ -247,7 +247,7 @@ class _ClusterPlanner:
         desired = healthy_now + need
         max_total = max(desired * svc.maximum_percent // 100, 1)
         min_healthy = math.ceil(desired * svc.minimum_healthy_percent / 100)
-        request = self._request(svc, td)
+        request = self.request(svc, td)
         old = list(outdated)
         stopped_ids = [s.task_id for s in first_stops]
         running = healthy_now + len(old)
@@ -260,7 +260,7 @@ class _ClusterPlanner:
             n = min(remaining, room)
             starts: list[P.StartTask] = []
             if n:
-                view = self._view(svc.launch_type, stopped_ids)
+                view = self.view(svc.launch_type, stopped_ids)
                 result = placement.place(view, request, n, _seed(svc.name))
                 for inst in result.placements:
                     starts.append(self._start(svc, td, inst, old, len(starts)))
@@ -308,11 +308,11 @@ class _ClusterPlanner:
         return self._why_replace(task, td, 0) or "replaced"
 
     def _daemon(self, svc: spec.Service, td: spec.TaskDefinition, tasks: list[obs.Task]) -> P.ServicePlan:
-        request = self._request(svc, td)
+        request = self.request(svc, td)
         live = [t for t in tasks if self.statuses[t.id].last_status == obs.RUNNING]
         dead = [t for t in tasks if t not in live]
         own = {t.id for t in tasks}
-        view = self._view(svc.launch_type, own)
+        view = self.view(svc.launch_type, own)
         targets = set(placement.daemon_targets(view, request))
         stops = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
         starts: list[P.StartTask] = []
@@ -388,7 +388,7 @@ def run_task(
         if c.get("type") == "memberOf"
     )
     request = placement.TaskRequest(group=group, cpu=res["cpu"], memory=res["memory"], ports=res["ports"], constraints=constraints)
-    result = placement.place(cp._view(launch_type), request, count, seed)
+    result = placement.place(cp.view(launch_type), request, count, seed)
     starts = [
         P.StartTask(cluster, None, inst, td, "run-task", launch_type, group) for inst in result.placements
     ]
