@@ -170,6 +170,11 @@ def run(argv: Sequence[str], env: Environment | None = None) -> int:
         return 130
     except BrokenPipeError:
         return int(ExitStatus.ERROR)
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if env.environ.get("RECONCILER_DEBUG"):
+            raise
+        env.err(f"error: internal error: {type(e).__name__}: {e} (a bug; RECONCILER_DEBUG=1 shows the traceback)")
+        return int(ExitStatus.ERROR)
 
 
 def dispatch(args: argparse.Namespace, env: Environment) -> int:
