@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="services reconciled at once (default 4)")
     p.add_argument("--lock-wait", metavar="DURATION", help="wait this long for the clusters' writer locks")
     p.add_argument("--unreachable-grace", default="60s", metavar="DURATION")
+    p.add_argument("--scaling-period", default="15s", metavar="DURATION", help="auto scaling evaluation period (default 15s)")
 
     p = sub.add_parser("exec", help="run a command in a task's container")
     p.add_argument("task_id", metavar="TASK")
@@ -210,7 +211,7 @@ def dispatch(args: argparse.Namespace, env: Environment) -> int:
                 paths=args.paths, git=args.git, branch=args.branch, subdir=args.subdir, interval=args.interval,
                 prune=args.prune, listen=args.listen, log_format=args.log_format, resync=args.resync,
                 concurrency=args.concurrency, workers=args.workers, lock_wait=args.lock_wait,
-                unreachable_grace=args.unreachable_grace,
+                unreachable_grace=args.unreachable_grace, scaling_period=args.scaling_period,
             ),
         )
     if c == "exec":

@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -95,6 +95,36 @@ class StateDir:
         except (OSError, ValueError):
             return {}
         return value if isinstance(value, dict) else {}
+
+    def save_scaling(self, cluster: str, entries: Mapping[str, Any]) -> None:
+        """The auto scaler's per-service desired count, policy state and recent decisions."""
+        self._ensure()
+        _write_json(os.path.join(self.path, f"{cluster}.scaling.json"), dict(entries))
+
+    def scaling(self, cluster: str) -> dict[str, Any]:
+        try:
+            with open(os.path.join(self.path, f"{cluster}.scaling.json"), encoding="utf-8") as fh:
+                value = json.load(fh)
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def scaled_counts(self, services: Iterable[Any]) -> dict[str, tuple[int, str]]:
+        """Desired counts set by the auto scaler for `services` that have an autoScaling block, clamped to
+        the block's current bounds: {service: (count, "set by autoscaling: reason")}."""
+        out: dict[str, tuple[int, str]] = {}
+        by_cluster: dict[str, dict[str, Any]] = {}
+        for svc in services:
+            block = svc.auto_scaling
+            if not block:
+                continue
+            entries = by_cluster.setdefault(svc.cluster, self.scaling(svc.cluster))
+            entry = entries.get(svc.name)
+            if not isinstance(entry, dict) or not isinstance(entry.get("desiredCount"), int):
+                continue
+            count = max(int(block.get("minCapacity", 0)), min(int(block.get("maxCapacity", entry["desiredCount"])), entry["desiredCount"]))
+            out[svc.name] = (count, f"set by autoscaling: {entry.get('reason') or 'no reason recorded'}")
+        return out
 
     def stopped_tasks(self, cluster: str) -> list[dict[str, Any]]:
         path = os.path.join(self.path, f"{cluster}.stopped.jsonl")

@@ -27,7 +27,12 @@ def _plan(session: common.Session, prune: bool, targets: frozenset[str] | None, 
         session.desired,
         session.observed,
         time.time(),
-        planner.Options(prune=prune, targets=targets, unreachable_grace=grace),
+        planner.Options(
+            prune=prune,
+            targets=targets,
+            unreachable_grace=grace,
+            desired_counts=session.env.state().scaled_counts(session.desired.services.values()),
+        ),
     )
 
 
@@ -155,6 +160,10 @@ def _apply_locked(
             return ExitStatus.ERROR if unreachable else ExitStatus.OK
         _confirm(env, "Apply these changes?", yes)
         status = _execute(env, session, result, concurrency)
+        # Record what every instance runs now, not what it ran before this apply: if an engine stops answering
+        # before the next command, its tasks then count as running during --unreachable-grace instead of being
+        # replaced at once (observation records them; an unreachable engine is no error here).
+        session.refresh()
     finally:
         session.close()
     return ExitStatus.ERROR if unreachable and status == ExitStatus.OK else status

@@ -49,7 +49,7 @@ def _service_view(session: common.Session, svc: spec.Service) -> dict[str, Any]:
                 "pendingCount": sum(1 for t in group if t.status().last_status == obs.PENDING),
             }
         )
-    desired = svc.desired_count
+    desired, source = session.env.state().scaled_counts([svc]).get(svc.name, (svc.desired_count, "manifest"))
     if svc.scheduling_strategy == spec.DAEMON:
         desired = len([i for i in session.desired.clusters[svc.cluster].all_instances() if i.status == spec.ACTIVE])
     return {
@@ -58,6 +58,7 @@ def _service_view(session: common.Session, svc: spec.Service) -> dict[str, Any]:
         "status": "ACTIVE",
         "taskDefinition": f"{svc.task_definition}@{primary}" if td else svc.task_definition,
         "desiredCount": desired,
+        "desiredCountSource": source,
         "runningCount": running,
         "pendingCount": pending,
         "launchType": svc.launch_type,
@@ -205,6 +206,13 @@ def describe(env: Environment, what: str, name: str, paths: Sequence[str]) -> Ex
             view["tasks"] = [executor.describe_task(t) for t in (cstate.tasks_of(name) if cstate else [])]
             stopped = [e for e in env.state().stopped_tasks(svc.cluster) if e.get("group") == svc.group]
             view["stoppedTasks"] = stopped[-10:]
+            scaling = env.state().scaling(svc.cluster).get(name)
+            if svc.auto_scaling and isinstance(scaling, dict):
+                view["autoScaling"] = {
+                    "minCapacity": svc.auto_scaling.get("minCapacity"),
+                    "maxCapacity": svc.auto_scaling.get("maxCapacity"),
+                    "lastDecisions": list(scaling.get("decisions") or [])[-5:],
+                }
             backoff = env.state().backoff(svc.cluster).get(name)
             if backoff:
                 view["crashLoopBackoff"] = backoff

@@ -22,9 +22,9 @@ from typing import Any
 
 from reconciler import state
 from reconciler.commands import common
+from reconciler.daemon import autoscaler, server, triggers
 from reconciler.daemon import controller as C
 from reconciler.daemon import metrics as M
-from reconciler.daemon import server, triggers
 from reconciler.environment import Environment
 from reconciler.errors import ExitStatus, UserError
 from reconciler.manifests import validate
@@ -83,6 +83,7 @@ class WatchOptions:
     workers: int = 4
     lock_wait: str | None = None
     unreachable_grace: str = "60s"
+    scaling_period: str = "15s"
 
 
 def _seconds(flag: str, value: str) -> float:
@@ -216,6 +217,13 @@ def watch(env: Environment, options: WatchOptions) -> ExitStatus:
             stack.callback(http.stop)
             log.info("listening on %s (/healthz /readyz /metrics /status)", http.url)
         stoppers = _start_triggers(ctl, options, settings, poller)
+        scaler = autoscaler.Autoscaler(ctl, _seconds("--scaling-period", options.scaling_period))
+        if ctl.desired is not None:
+            scaler.restore(ctl.desired)
+            ctl.desired_counts.update(scaler.counts)
+        scaler.start()
+        stoppers.insert(0, scaler.stop)
+        ctl.collect_garbage()  # before the workers: a sweep must not race a task being started
         ctl.start_workers()
         ctl.enqueue(triggers.ALL)
         log.info("watching %s; clusters: %s", options.git or ", ".join(settings.paths), ", ".join(clusters) or "none")

@@ -89,6 +89,7 @@ class Controller:
         self.crash: dict[str, CrashLoop] = {}
         self.last_success: float | None = None
         self.last_error: str | None = None
+        self.desired_counts: dict[str, tuple[int, str]] = {}  # set by the auto scaler
         self._service_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._drift_logged: set[str] = set()
@@ -127,6 +128,24 @@ class Controller:
         self.queue.add(key)
         if self.metrics:
             self.metrics.set_queue_depth(len(self.queue))
+
+    def collect_garbage(self) -> None:
+        """Removes per-task networks and volumes whose task has no containers: what a run killed mid-start
+        (this daemon with SIGKILL, or an `apply`) left behind, as `apply` does before it acts.
+
+        Call it with the clusters' locks held and before `start_workers`: a worker creates a task's network
+        before its containers, and a sweep running meanwhile would take that network away.
+        """
+        desired = self.desired
+        if desired is None:
+            return
+        try:
+            observed = self._observe(desired, desired.clusters)
+            ex = executor.Executor(desired, self.engines, state_dir=self.store, concurrency=self.settings.concurrency,
+                                   environ=self.env.environ, started_by="reconciler-watch")
+            ex.collect_garbage(observed)
+        except Exception as e:  # noqa: BLE001 - leftovers are harmless; never refuse to start over them
+            log.warning("could not remove leftovers of an interrupted run: %s", e)
 
     def start_workers(self) -> None:
         for i in range(max(1, self.settings.workers)):
@@ -173,7 +192,20 @@ class Controller:
             self.reconcile_service(cluster, service)
 
     def _options(self, targets: frozenset[str] | None) -> planner.Options:
-        return planner.Options(prune=self.settings.prune, targets=targets, unreachable_grace=self.settings.unreachable_grace)
+        return planner.Options(
+            prune=self.settings.prune,
+            targets=targets,
+            unreachable_grace=self.settings.unreachable_grace,
+            desired_counts=dict(self.desired_counts),
+        )
+
+    def scale(self, svc: spec.Service, count: int, source: str) -> None:
+        """Sets the desired count of an auto-scaled service and converges it."""
+        self.desired_counts[svc.name] = (count, source)
+        self.enqueue(triggers.service_key(svc.cluster, svc.name))
+
+    def observe_clusters(self, desired: spec.DesiredState, clusters: Mapping[str, spec.Cluster]) -> dict[str, obs.ClusterState]:
+        return self._observe(desired, clusters)
 
     def _observe(self, desired: spec.DesiredState, clusters: Mapping[str, spec.Cluster]) -> dict[str, obs.ClusterState]:
         now = time.time()
@@ -228,6 +260,9 @@ class Controller:
                 self.queue.add_after(triggers.service_key(cluster, service), wait)
                 return
             self._execute(desired, P.Plan(services=(sp,)))
+            # /status and the task metrics report the last observation: look again once the actions are done,
+            # or they would show the pre-apply state until the next event or resync.
+            self._observe(desired, {cluster: desired.clusters[cluster]})
 
     def _crash_wait(self, cluster: str, sp: P.ServicePlan, now: float) -> float:
         """Seconds to wait before replacing failed tasks of `sp`'s service (0 to go ahead now)."""
@@ -319,11 +354,13 @@ class Controller:
             tasks = cstate.tasks_of(svc.name) if cstate else []
             statuses = [t.status() for t in tasks]
             loop = self.crash.get(f"{svc.cluster}/{svc.name}")
+            count, source = self.desired_counts.get(svc.name, (svc.desired_count, "manifest"))
             services.append(
                 {
                     "serviceName": svc.name,
                     "cluster": svc.cluster,
-                    "desiredCount": svc.desired_count,
+                    "desiredCount": count,
+                    "desiredCountSource": source,
                     "runningCount": sum(1 for s in statuses if s.last_status == obs.RUNNING),
                     "pendingCount": sum(1 for s in statuses if s.last_status == obs.PENDING),
                     "tasks": [

@@ -263,7 +263,7 @@ class _ClusterPlanner:
                 view = self.view(svc.launch_type, stopped_ids)
                 result = placement.place(view, request, n, _seed(svc.name))
                 for inst in result.placements:
-                    starts.append(self._start(svc, td, inst, old, len(starts)))
+                    starts.append(self._start(svc, td, inst, old, len(starts), desired))
                     self.placed.append(
                         placement.PlacedTask(instance_id=inst, group=svc.group, task_id=f"new:{svc.name}:{len(self.placed)}",
                                              cpu=request.cpu, memory=request.memory, ports=request.ports)
@@ -289,11 +289,13 @@ class _ClusterPlanner:
             steps.append(P.Step(stops=tuple(stops_pending)))
         return tuple(steps), unplaced, why
 
-    def _start(self, svc: spec.Service, td: spec.TaskDefinition, instance: str, old: list[obs.Task], i: int) -> P.StartTask:
+    def _start(
+        self, svc: spec.Service, td: spec.TaskDefinition, instance: str, old: list[obs.Task], i: int, desired: int
+    ) -> P.StartTask:
         if i < len(old):
             reason = f"replaces {old[i].id[:12]}: {self._reason_of(old[i], td)}"
         else:
-            reason = f"desired count {svc.desired_count}" if svc.desired_count else "missing task"
+            reason = f"desired count {desired}"
         return P.StartTask(
             cluster=self.cluster.name,
             service=svc.name,
@@ -393,3 +395,20 @@ def run_task(
         P.StartTask(cluster, None, inst, td, "run-task", launch_type, group) for inst in result.placements
     ]
     return starts, result.unplaced, result.reason
+
+
+def capacity(desired: spec.DesiredState, observed: Mapping[str, obs.ClusterState], service: str, upto: int) -> int:
+    """How many tasks of `service` the cluster can run, counting those running, up to `upto`.
+
+    The auto scaler clamps to this, and says so, rather than asking for tasks that fit nowhere.
+    """
+    svc = desired.services[service]
+    td = desired.task_definitions[svc.task_definition]
+    state = observed.get(svc.cluster) or obs.ClusterState(svc.cluster, {}, ())
+    cp = _ClusterPlanner(desired.clusters[svc.cluster], state, 0.0)
+    running = sum(1 for t in cp.live if t.service == service)
+    extra = max(upto - running, 0)
+    if not extra:
+        return running
+    result = placement.place(cp.view(svc.launch_type), cp.request(svc, td), extra, _seed(service))
+    return running + len(result.placements)

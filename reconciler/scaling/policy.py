@@ -268,11 +268,17 @@ class ScalingConfig:
         cls,
         block: Mapping[str, Any],
         *,
-        scale_in_stabilization: float = DEFAULT_STABILIZATION,
-        tolerance: float = DEFAULT_TOLERANCE,
+        scale_in_stabilization: float | None = None,
+        tolerance: float | None = None,
     ) -> ScalingConfig:
-        """Typed values of a validated `autoScaling` block; ValueError on what validation would reject."""
+        """Typed values of a validated `autoScaling` block; ValueError on what validation would reject.
+
+        `scaleInStabilization` and `tolerance` come from the block unless given here."""
         low, high = int(block["minCapacity"]), int(block["maxCapacity"])
+        if scale_in_stabilization is None:
+            scale_in_stabilization = _duration(block.get("scaleInStabilization"), DEFAULT_STABILIZATION)
+        if tolerance is None:
+            tolerance = float(block.get("tolerance", DEFAULT_TOLERANCE))
         if low < 0 or low > high:
             raise ValueError(f"autoScaling minCapacity {low} / maxCapacity {high} is not a valid range")
         return cls(

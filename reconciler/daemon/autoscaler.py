@@ -1,0 +1,209 @@
+"""Per-service auto scaling inside the daemon: gather metrics, decide, remember, hand the count over.
+
+Owns the evaluation round of every service with an `autoScaling` block: one-shot stats of all its
+tasks' containers gathered concurrently across engines (the previous sample per container is kept,
+since a one-shot sample has no `precpu_stats`), utilisation as ECS defines it, customized metrics from
+their HTTP endpoints (or any other `scaling.source.MetricSource`), `scaling.policy.decide`, and the
+result: the desired count the controller plans with, decisions in the log and metrics, and everything
+persisted in the state directory so a restart neither flaps nor forgets cooldowns. The decision rules
+are `scaling.policy`'s; this module must not decide nor act on engines beyond reading stats.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from reconciler.engine import api
+from reconciler.model import observed as obs
+from reconciler.model import spec
+from reconciler.planning import planner, resources
+from reconciler.scaling import policy, source, stats
+
+log = logging.getLogger("reconciler.autoscaler")
+
+DEFAULT_PERIOD = 15.0
+HISTORY = 20
+
+
+class Autoscaler:
+    def __init__(self, ctl: Any, period: float = DEFAULT_PERIOD, metric_source: source.MetricSource | None = None):
+        self.ctl = ctl
+        self.period = period
+        self.samples = source.WindowedMetrics()
+        self.custom = metric_source or source.HttpMetricSource()
+        self.previous: dict[str, Mapping[str, Any]] = {}
+        self.states: dict[str, policy.ScalingState] = {}
+        self.decisions: dict[str, list[dict[str, Any]]] = {}
+        self.counts: dict[str, tuple[int, str]] = {}
+        self._configs: dict[str, tuple[int, policy.ScalingConfig]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def restore(self, desired: spec.DesiredState) -> None:
+        """Loads counts, policy states and decisions a previous run left in the state directory."""
+        for cluster in desired.clusters:
+            for name, entry in self.ctl.store.scaling(cluster).items():
+                if not isinstance(entry, dict):
+                    continue
+                self.states[name] = policy.ScalingState.from_dict(entry.get("state"))
+                self.decisions[name] = list(entry.get("decisions") or [])[-HISTORY:]
+        self.counts.update(self.ctl.store.scaled_counts(desired.services.values()))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                self.evaluate(time.time())
+            except Exception as e:  # noqa: BLE001 - one failed round must not end scaling
+                log.error("scaling evaluation failed: %s", e, exc_info=True)
+
+    # -- one round --------------------------------------------------------------------------------
+
+    def _config(self, svc: spec.Service) -> policy.ScalingConfig:
+        block = svc.auto_scaling or {}
+        cached = self._configs.get(svc.name)
+        if cached is None or cached[0] != id(block):
+            cached = (id(block), policy.ScalingConfig.from_manifest(block))
+            self._configs[svc.name] = cached
+        return cached[1]
+
+    def scaled_services(self, desired: spec.DesiredState) -> list[spec.Service]:
+        return sorted(
+            (s for s in desired.services.values() if s.auto_scaling and s.scheduling_strategy == spec.REPLICA),
+            key=lambda s: s.name,
+        )
+
+    def evaluate(self, now: float) -> dict[str, policy.Decision]:
+        """One evaluation of every scaled service; returns the decisions by service name."""
+        desired = self.ctl.desired
+        if desired is None:
+            return {}
+        services = self.scaled_services(desired)
+        if not services:
+            return {}
+        clusters = {s.cluster: desired.clusters[s.cluster] for s in services if s.cluster in desired.clusters}
+        observed = self.ctl.observe_clusters(desired, clusters)
+        self._collect(desired, services, observed, now)
+        out = {}
+        for svc in services:
+            out[svc.name] = self._decide(desired, observed, svc, now)
+        self._persist(desired, services)
+        return out
+
+    def _collect(self, desired: spec.DesiredState, services: list[spec.Service], observed: Mapping[str, obs.ClusterState], now: float) -> None:
+        """Utilisation of every scaled service's running tasks, from concurrent one-shot stats."""
+        jobs: list[tuple[api.Engine, str]] = []
+        layout: dict[str, list[tuple[obs.Task, list[str]]]] = {}
+        for svc in services:
+            cstate = observed.get(svc.cluster)
+            tasks = [t for t in (cstate.tasks_of(svc.name) if cstate else []) if t.status().last_status == obs.RUNNING]
+            cluster = desired.clusters[svc.cluster]
+            layout[svc.name] = []
+            for t in tasks:
+                inst = cluster.instance(t.instance)
+                if inst is None:
+                    continue
+                try:
+                    engine = self.ctl.engines.get(inst)
+                except api.EngineError:
+                    continue
+                ids = [c.id for c in t.app_containers if c.running]
+                layout[svc.name].append((t, ids))
+                jobs.extend((engine, cid) for cid in ids)
+        payloads = self._stats(jobs)
+        live = set(payloads)
+        for svc in services:
+            per_task = []
+            for task, ids in layout[svc.name]:
+                pairs = []
+                for cid in ids:
+                    current = payloads.get(cid)
+                    if current is None:
+                        continue
+                    pairs.append((self.previous.get(cid), current))
+                    self.previous[cid] = current
+                reserved = resources.reservation(task.spec)
+                per_task.append(stats.task_utilization(pairs, reserved["cpu"], reserved["memory"]))
+            cpu, memory = stats.service_utilization(per_task)
+            if cpu is not None:
+                self.samples.add(svc.name, policy.CPU, now, cpu)
+            if memory is not None:
+                self.samples.add(svc.name, policy.MEMORY, now, memory)
+            custom = [m for m in self._config(svc).metrics() if m.url]
+            if custom:
+                for key, value in self.custom.collect(svc.name, custom, now).items():
+                    self.samples.add(svc.name, key, now, value)
+        for cid in list(self.previous):
+            if cid not in live:
+                del self.previous[cid]
+
+    def _stats(self, jobs: list[tuple[api.Engine, str]]) -> dict[str, Mapping[str, Any]]:
+        if not jobs:
+            return {}
+
+        def one(job: tuple[api.Engine, str]) -> tuple[str, Mapping[str, Any] | None]:
+            engine, cid = job
+            try:
+                return cid, engine.stats(cid)
+            except api.EngineError:
+                return cid, None
+
+        with ThreadPoolExecutor(max_workers=min(len(jobs), 32), thread_name_prefix="stats") as pool:
+            return {cid: body for cid, body in pool.map(one, jobs) if body}
+
+    def _decide(self, desired: spec.DesiredState, observed: Mapping[str, obs.ClusterState], svc: spec.Service, now: float) -> policy.Decision:
+        config = self._config(svc)
+        state = self.states.get(svc.name) or policy.ScalingState()
+        current = self.counts.get(svc.name, (svc.desired_count, "manifest"))[0]
+        metrics = self.samples.series(svc.name, [m.key for m in config.metrics()], config.history_seconds, now)
+        placeable = planner.capacity(desired, observed, svc.name, config.max_capacity)
+        decision, state = policy.decide(config, state, current, metrics, now, placeable)
+        self.states[svc.name] = state
+        if decision.noteworthy:
+            history = self.decisions.setdefault(svc.name, [])
+            text = decision.reason + (f" ({decision.clamped})" if decision.clamped else "")
+            if decision.direction != "none" or not history or history[-1].get("reason") != decision.reason:
+                log.info("service %s: %s", svc.name, text,
+                         extra={"service": svc.name, "cluster": svc.cluster, "direction": decision.direction})
+            history.append(decision.to_dict())
+            del history[:-HISTORY]
+        if decision.desired != current or svc.name not in self.counts:
+            self.counts[svc.name] = (decision.desired, f"set by autoscaling: {decision.reason}")
+        metrics_sink = self.ctl.metrics
+        if metrics_sink:
+            metrics_sink.set_desired(svc.cluster, svc.name, decision.desired, "autoscaling")
+            metrics_sink.count_scaling(svc.name, decision.direction)
+        if decision.desired != current:
+            self.ctl.scale(svc, decision.desired, self.counts[svc.name][1])
+        return decision
+
+    def _persist(self, desired: spec.DesiredState, services: list[spec.Service]) -> None:
+        by_cluster: dict[str, dict[str, Any]] = {}
+        for svc in services:
+            count, reason = self.counts.get(svc.name, (svc.desired_count, "manifest"))
+            by_cluster.setdefault(svc.cluster, {})[svc.name] = {
+                "desiredCount": count,
+                "reason": reason.removeprefix("set by autoscaling: "),
+                "state": self.states.get(svc.name, policy.ScalingState()).to_dict(),
+                "decisions": self.decisions.get(svc.name, []),
+            }
+        for cluster, entries in by_cluster.items():
+            try:
+                self.ctl.store.save_scaling(cluster, entries)
+            except OSError as e:
+                log.error("cannot save scaling state of cluster %s: %s", cluster, e)
