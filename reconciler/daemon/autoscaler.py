@@ -28,6 +28,9 @@ log = logging.getLogger("reconciler.autoscaler")
 
 DEFAULT_PERIOD = 15.0
 HISTORY = 20
+# A one-shot stats call waits for the engine's next one-second sample, so calls must overlap widely:
+# 500 containers at 128 at a time take about four seconds.
+STATS_CONCURRENCY = 128
 
 
 class Autoscaler:
@@ -163,7 +166,7 @@ class Autoscaler:
             except api.EngineError:
                 return cid, None
 
-        with ThreadPoolExecutor(max_workers=min(len(jobs), 32), thread_name_prefix="stats") as pool:
+        with ThreadPoolExecutor(max_workers=min(len(jobs), STATS_CONCURRENCY), thread_name_prefix="stats") as pool:
             return {cid: body for cid, body in pool.map(one, jobs) if body}
 
     def _decide(self, desired: spec.DesiredState, observed: Mapping[str, obs.ClusterState], svc: spec.Service, now: float) -> policy.Decision:

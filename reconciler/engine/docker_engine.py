@@ -36,7 +36,7 @@ class DockerEngine:
         endpoint: str,
         tls: Any = None,
         timeout: float = DEFAULT_TIMEOUT,
-        pool_size: int = 32,
+        pool_size: int = 128,
     ):
         self.endpoint = endpoint
         kwargs: dict[str, Any] = {"base_url": endpoint, "version": API_VERSION, "timeout": timeout}
