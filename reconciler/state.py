@@ -10,15 +10,13 @@ labels are the source of truth for them. It must not plan or talk to engines.
 from __future__ import annotations
 
 import dataclasses
-import errno
-import fcntl
 import json
 import os
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from reconciler import filelock
 from reconciler.model import observed as obs
 
 STOPPED_LOG_LIMIT = 1000
@@ -48,27 +46,16 @@ class StateDir:
         """Holds the writer lock of `cluster`; waits up to `wait` seconds, then raises LockTimeout."""
         self._ensure()
         path = os.path.join(self.path, f"{cluster}.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + wait
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as e:
-                    if e.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if time.monotonic() >= deadline:
-                        holder = _read(path)
-                        raise LockTimeout(
-                            f"cluster {cluster} is locked by another reconciler ({holder or 'unknown holder'}, lock {path})"
-                        ) from None
-                    time.sleep(0.1)
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()}".encode())
-            yield
-        finally:
-            os.close(fd)
+            with filelock.exclusive(path, wait, poll=0.1) as fd:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()}".encode())
+                yield
+        except TimeoutError:
+            holder = _read(path)
+            raise LockTimeout(
+                f"cluster {cluster} is locked by another reconciler ({holder or 'unknown holder'}, lock {path})"
+            ) from None
 
     def record_stopped(self, cluster: str, entry: Mapping[str, Any]) -> None:
         """Appends a stopped task (describe-tasks shape) to the cluster's log, keeping the newest entries."""

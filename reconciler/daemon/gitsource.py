@@ -18,8 +18,6 @@ which commit to apply: the daemon does both.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -31,6 +29,8 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+from reconciler import filelock
 
 log = logging.getLogger(__name__)
 
@@ -350,22 +350,11 @@ class GitSource:
     def _locked(self, what: str) -> Iterator[None]:
         """Holds `<name>.lock` exclusively, waiting up to the git timeout for another holder."""
         os.makedirs(self.root, exist_ok=True)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.timeout
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as e:
-                    if e.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise GitError(f"{what}: {self._lock_path} stayed locked for {self.timeout:g}s") from None
-                    time.sleep(0.05)
-            yield
-        finally:
-            os.close(fd)
+            with filelock.exclusive(self._lock_path, self.timeout):
+                yield
+        except TimeoutError:
+            raise GitError(f"{what}: {self._lock_path} stayed locked for {self.timeout:g}s") from None
 
     def _git(self, args: Sequence[str], what: str, cwd: str) -> str:
         env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV}

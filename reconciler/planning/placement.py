@@ -52,6 +52,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from reconciler.model import spec
 from reconciler.planning import query
 
 ACTIVE = "ACTIVE"
@@ -89,16 +90,9 @@ class PlacedTask:
     task_id: str = ""  # empty: the view assigns one
 
 
-@dataclass(frozen=True)
-class Constraint:
-    type: str  # distinctInstance | memberOf
-    expression: str | None = None
-
-
-@dataclass(frozen=True)
-class Strategy:
-    type: str  # random | spread | binpack
-    field: str | None = None
+# The manifest's own values: distinctInstance | memberOf with an expression; random | spread | binpack.
+Constraint = spec.Constraint
+Strategy = spec.Strategy
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ class _ClusterPlanner:
         )
 
     def request(self, svc: spec.Service, td: spec.TaskDefinition) -> placement.TaskRequest:
-        constraints = tuple(placement.Constraint(c.type, c.expression) for c in svc.constraints)
+        constraints = svc.constraints
         td_constraints = tuple(
             placement.Constraint("memberOf", c.get("expression"))
             for c in td.raw.get("placementConstraints") or []
@@ -130,7 +130,7 @@ class _ClusterPlanner:
             memory=res["memory"],
             ports=res["ports"],
             constraints=td_constraints + constraints,
-            strategies=tuple(placement.Strategy(s.type, s.field) for s in svc.strategies),
+            strategies=svc.strategies,
         )
 
     # -- services --------------------------------------------------------------------------------
@@ -162,9 +162,8 @@ class _ClusterPlanner:
         scale_in: list[obs.Task] = []
         if len(current) + len(unknown) > desired:
             view = self.view(svc.launch_type)
-            strategies = tuple(placement.Strategy(s.type, s.field) for s in svc.strategies)
             surplus = min(len(current) + len(unknown) - desired, len(current))
-            chosen = set(placement.choose_to_stop(view, svc.group, surplus, strategies))
+            chosen = set(placement.choose_to_stop(view, svc.group, surplus, svc.strategies))
             scale_in = [t for t in current if t.id in chosen]
             current = [t for t in current if t.id not in chosen]
 
