@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--manifests", action="append", default=[], metavar="PATH", help="manifest paths (default: manifests/)")
     _common(p)
     p.add_argument("--container")
+    p.add_argument("-i", "--interactive", action="store_true", help="a terminal in the container (needs one here)")
     # Not `command`, which holds the subcommand; and not REMAINDER, which would swallow `--container` after
     # TASK: the words after `--` are split off before parsing (see `_split_exec`).
     p.add_argument("exec_command", nargs="*", metavar="-- COMMAND")
@@ -215,7 +216,7 @@ def dispatch(args: argparse.Namespace, env: Environment) -> int:
             ),
         )
     if c == "exec":
-        return tasks.exec_(env, args.task_id, args.manifests, args.container, args.exec_command)
+        return tasks.exec_(env, args.task_id, args.manifests, args.container, args.exec_command, args.interactive)
     raise UserError(f"unknown command {c}")
 
 

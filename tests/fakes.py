@@ -189,7 +189,7 @@ class FakeEngine:
     def stats(self, container_id: str) -> dict[str, Any]:
         return {}
 
-    def exec(self, container_id: str, command: list[str]) -> int:
+    def exec(self, container_id: str, command: list[str], interactive: bool = False) -> int:
         return 0
 
     def events(self, labels: Mapping[str, str], since: float | None = None, until: float | None = None) -> Iterator[dict[str, Any]]:

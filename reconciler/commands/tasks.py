@@ -102,7 +102,9 @@ def stop_task(env: Environment, task_id: str, paths: Sequence[str], reason: str)
     return ExitStatus.OK if result.ok else ExitStatus.ERROR
 
 
-def exec_(env: Environment, task_id: str, paths: Sequence[str], container: str | None, command: Sequence[str]) -> ExitStatus:
+def exec_(
+    env: Environment, task_id: str, paths: Sequence[str], container: str | None, command: Sequence[str], interactive: bool = False
+) -> ExitStatus:
     if not command:
         raise UserError("exec: give the command after --, e.g. reconciler exec TASK -- sh -c 'echo hi'")
     session = common.open_session(env, paths)
@@ -119,7 +121,9 @@ def exec_(env: Environment, task_id: str, paths: Sequence[str], container: str |
             raise UserError(f"container {target.container} of task {task.id[:12]} is not running")
         inst = session.desired.clusters[task.cluster].instance(task.instance)
         try:
-            code = session.engines.get(inst).exec(target.id, list(command))
+            if interactive and not env.interactive():
+                raise UserError("exec --interactive needs a terminal on stdin and stdout")
+            code = session.engines.get(inst).exec(target.id, list(command), interactive)
         except api.EngineError as e:
             raise UserError(f"exec failed on {e.endpoint}: {e.message}") from None
     finally:

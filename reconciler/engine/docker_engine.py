@@ -9,8 +9,12 @@ no planning, no retries beyond what the SDK does, no knowledge of tasks or servi
 from __future__ import annotations
 
 import io
+import os
+import select
 import sys
 import tarfile
+import termios
+import tty
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -230,8 +234,11 @@ class DockerEngine:
     def stats(self, container_id: str) -> dict[str, Any]:
         return self._call(self.api.stats, container_id, stream=False, one_shot=True)
 
-    def exec(self, container_id: str, command: list[str]) -> int:
-        """Runs `command` in the container, streaming its output here; returns its exit code."""
+    def exec(self, container_id: str, command: list[str], interactive: bool = False) -> int:
+        """Runs `command` in the container and returns its exit code. One-shot: output is streamed here.
+        Interactive (a terminal on both ends): a TTY in the container wired to this terminal, in raw mode."""
+        if interactive:
+            return self._exec_tty(container_id, command)
         created = self._call(self.api.exec_create, container_id, command, stdin=False, tty=False)
         for out, err in self._call(self.api.exec_start, created["Id"], stream=True, demux=True):
             if out:
@@ -240,6 +247,36 @@ class DockerEngine:
             if err:
                 sys.stderr.buffer.write(err)
                 sys.stderr.flush()
+        return int(self._call(self.api.exec_inspect, created["Id"]).get("ExitCode") or 0)
+
+    def _exec_tty(self, container_id: str, command: list[str]) -> int:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        created = self._call(self.api.exec_create, container_id, command, stdin=True, tty=True)
+        sock = self._call(self.api.exec_start, created["Id"], socket=True, tty=True)
+        raw = getattr(sock, "_sock", sock)
+        try:
+            self._call(self.api.exec_resize, created["Id"], height=size.lines, width=size.columns)
+        except api.EngineError:
+            pass  # the process may not have started yet; its terminal keeps the default size
+        stdin = sys.stdin.fileno()
+        saved = termios.tcgetattr(stdin)
+        try:
+            tty.setraw(stdin)
+            while True:
+                ready, _, _ = select.select([raw, stdin], [], [])
+                if raw in ready:
+                    data = raw.recv(65536)
+                    if not data:
+                        break
+                    os.write(sys.stdout.fileno(), data)
+                if stdin in ready:
+                    data = os.read(stdin, 65536)
+                    if not data:
+                        break
+                    raw.sendall(data)
+        finally:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            raw.close()
         return int(self._call(self.api.exec_inspect, created["Id"]).get("ExitCode") or 0)
 
     def events(
