@@ -66,12 +66,14 @@ class Executor:
         on_result: Callable[[ActionResult], None] | None = None,
         environ: Mapping[str, str] | None = None,
         started_by: str = "reconciler",
+        on_progress: Callable[[str], None] | None = None,
     ):
         self.desired = desired
         self.engines = engines
         self.state_dir = state_dir
         self.concurrency = max(1, concurrency)
         self.on_result = on_result or (lambda r: None)
+        self.on_progress = on_progress or (lambda line: None)
         self.environ = environ
         self.started_by = started_by
         self._slots: dict[str, threading.Semaphore] = {}
@@ -223,7 +225,14 @@ class Executor:
                     arch = engine.info().architecture
                     engine.load_image_tar(docker_engine.rootfs_tar(pause.rootfs(arch)), ref)
                 else:
-                    engine.pull_image(ref, auth)
+                    t0 = time.monotonic()
+                    self.on_progress(f"pull   {ref} on {engine.endpoint}: pulling")
+                    try:
+                        engine.pull_image(ref, auth)
+                    except api.EngineError as e:
+                        self.on_progress(f"pull   {ref} on {engine.endpoint}: FAILED {e.message}")
+                        raise
+                    self.on_progress(f"pull   {ref} on {engine.endpoint}: done ({time.monotonic() - t0:.1f}s)")
             self._present.add(key)
 
     def _prepare(

@@ -103,6 +103,7 @@ def _execute(env: Environment, session: common.Session, result: P.Plan, concurre
         state_dir=env.state(),
         concurrency=concurrency,
         on_result=lambda r: env.out(r.line()),
+        on_progress=env.out,
         environ=env.environ,
     )
     ex.collect_garbage(session.observed)

@@ -311,7 +311,8 @@ class Controller:
             for line in plan.render().splitlines()[:-1]:
                 log.info(line.strip(), extra={"service": sp.service, "cluster": sp.cluster, "commit": self.desired_revision})
         ex = executor.Executor(desired, self.engines, state_dir=self.store, concurrency=self.settings.concurrency,
-                               on_result=self._on_result, environ=self.env.environ, started_by="reconciler-watch")
+                               on_result=self._on_result, environ=self.env.environ, started_by="reconciler-watch",
+                               on_progress=log.info)
         ex.apply(plan)
 
     def _on_result(self, r: executor.ActionResult) -> None:
