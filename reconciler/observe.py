@@ -8,6 +8,7 @@ It must not decide anything.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +58,7 @@ def observe_instance(cluster: str, instance: spec.Instance, engines: Engines) ->
             c = obs.container_from_list(r)
             if c.exited:
                 try:
-                    c = obs.container_from_inspect(engine.inspect_container(c.id))
+                    c = dataclasses.replace(obs.container_from_inspect(engine.inspect_container(c.id)), created=c.created)
                 except api.NotFound:
                     continue
             containers.append(c)

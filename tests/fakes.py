@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -110,7 +111,7 @@ class FakeEngine:
             self.containers[cid] = {
                 "Id": cid,
                 "Name": request.name,
-                "Created": float(next(_ids)),
+                "Created": time.time(),
                 "Config": {"Image": request.image, "Labels": dict(request.labels), "Env": dict(request.environment)},
                 "HostConfig": dict(request.host_config),
                 "State": {"Status": "created", "ExitCode": 0, "OOMKilled": False, "Error": ""},

@@ -52,6 +52,7 @@ class CrashLoop:
 
     failures: list[float] = field(default_factory=list)
     last_replacement: float = 0.0
+    announced: float = 0.0  # the next-attempt time last logged
 
     def delay(self) -> float:
         n = len(self.failures)
@@ -254,9 +255,13 @@ class Controller:
                     log.warning("service %s: %d task(s) cannot be placed: %s", service, sp.unplaced, sp.unplaced_reason)
                 self._heal_clock(cluster, service, now)
                 return
-            wait = self._crash_wait(cluster, sp, now)
+            wait = self._crash_wait(cluster, sp, now, observed[cluster])
             if wait > 0:
-                log.warning("service %s is crash-looping; next replacement in %.0fs", service, wait)
+                loop = self.crash[f"{cluster}/{service}"]
+                if loop.announced != loop.next_attempt():  # events and their re-checks ask again; say it once
+                    loop.announced = loop.next_attempt()
+                    log.warning("service %s is crash-looping; next replacement in %.0fs", service, wait,
+                                extra={"service": service, "cluster": cluster})
                 self.queue.add_after(triggers.service_key(cluster, service), wait)
                 return
             self._execute(desired, P.Plan(services=(sp,)))
@@ -264,14 +269,21 @@ class Controller:
             # or they would show the pre-apply state until the next event or resync.
             self._observe(desired, {cluster: desired.clusters[cluster]})
 
-    def _crash_wait(self, cluster: str, sp: P.ServicePlan, now: float) -> float:
-        """Seconds to wait before replacing failed tasks of `sp`'s service (0 to go ahead now)."""
+    def _crash_wait(self, cluster: str, sp: P.ServicePlan, now: float, cstate: obs.ClusterState) -> float:
+        """Seconds to wait before replacing failed tasks of `sp`'s service (0 to go ahead now).
+
+        A task that ran for the reset period before failing starts the count afresh, as Kubernetes resets
+        a container's backoff after ten minutes of running: only quick, repeated failures are a loop.
+        """
         failed = [s for s in sp.stops if s.already_stopped and s.stop_code in _FAILURE_CODES]
         if not failed:
             return 0.0
         key = f"{cluster}/{sp.service}"
         loop = self.crash.setdefault(key, CrashLoop())
         loop.forget_old(now)
+        created = {t.id: t.created for t in cstate.tasks}
+        if all(now - created.get(s.task_id, now) >= CRASH_RESET for s in failed):
+            loop.failures.clear()
         wait = loop.next_attempt() - now
         if wait > 0:
             self._save_backoff(cluster)
