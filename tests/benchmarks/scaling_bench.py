@@ -9,24 +9,38 @@ and on memory, one step policy with a 3-period alarm, one scheduled cron action 
 stores pre-filled by 15 minutes of history. Fetching the payloads from the engines is not included: the lead
 adds it by calling `evaluate_all` with real payloads. Baselines measured in the same run: `json.loads` of the
 same 500 payloads, and serializing the 100 scaling states to JSON (what the daemon persists each round).
-It prints, it does not assert: the exit status is 0.
+
+Second section, against a real engine (skip it with ``--no-engine``): one private engine (tests/engines.py,
+destroyed at the end) runs 100 services x 5 tiny tasks (`sleep 3600`, 12 MiB), created by `reconciler apply`
+of generated manifests (each service with a target-tracking CPU policy, minCapacity 5, so nothing scales);
+then `daemon.autoscaler.Autoscaler.evaluate` rounds run through a `daemon.controller.Controller` built
+in-process as `watch` builds it: observe, 500 one-shot stats calls gathered concurrently, utilisation,
+decisions, the state file. The first round has no previous samples; the second has, so CPU is computed.
+Baseline in the same run: sequential one-shot stats calls, ~5 measured and extrapolated to 500.
+It prints, it does not assert: the exit status is 0 unless the engine section cannot run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
+import os
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from reconciler.scaling import policy, source, stats  # noqa: E402
 
@@ -294,8 +308,15 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=100)
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--no-engine", action="store_true", help="skip the section against a real engine")
     args = parser.parse_args()
+    pure(args)
+    if args.no_engine:
+        return 0
+    return engine_section(args.services, args.tasks)
 
+
+def pure(args: argparse.Namespace) -> None:
     rng = random.Random(20250602)
     services = make_services(args.services, args.tasks)
     workload = Workload(services, rng)
@@ -350,6 +371,155 @@ def main() -> int:
     print(
         f"checks: {sum(directions.values())} decisions: {directions['out']} out, {directions['in']} in, "
         f"{directions['none']} none"
+    )
+
+
+# ============================================================================================== real engine
+
+ENGINE_TASK_MEMORY = 12  # MiB per tiny task; at 6 MiB runc's own start-up sometimes fails under load
+APPLY_ATTEMPTS = 3  # `apply` again starts only what an earlier one could not (a loaded engine fails a few)
+BASELINE_CALLS = 5
+
+
+def engine_manifests(directory: Path, endpoint: str, services: int, per_service: int) -> Path:
+    """One cluster on the engine, one tiny task definition, `services` auto-scaled services of `per_service`
+    tasks each; minCapacity = desiredCount, so idle tasks never make the evaluation scale anything in."""
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    documents: list[dict[str, Any]] = [
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "Cluster",
+            "metadata": {"name": "bench"},
+            "spec": {"instances": [{"name": "e1", "endpoint": endpoint}]},
+        },
+        {
+            "apiVersion": "reconciler/v1",
+            "kind": "TaskDefinition",
+            "metadata": {"name": "tiny"},
+            "spec": {
+                "containerDefinitions": [
+                    {
+                        "name": "tiny",
+                        "image": "localhost/busybox:static",
+                        "command": ["sleep", "3600"],
+                        "memory": ENGINE_TASK_MEMORY,
+                        "stopTimeout": 1,
+                    }
+                ]
+            },
+        },
+    ]
+    for n in range(services):
+        documents.append(
+            {
+                "apiVersion": "reconciler/v1",
+                "kind": "Service",
+                "metadata": {"name": f"svc{n:03}"},
+                "spec": {
+                    "cluster": "bench",
+                    "taskDefinition": "tiny",
+                    "desiredCount": per_service,
+                    "autoScaling": {
+                        "minCapacity": per_service,
+                        "maxCapacity": per_service * 2,
+                        "targetTracking": [{"predefinedMetric": policy.CPU, "targetValue": 50}],
+                    },
+                },
+            }
+        )
+    (directory / "bench.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return directory
+
+
+def engine_section(services: int, tasks: int) -> int:
+    """Apply `tasks` tiny tasks over `services` services on a private engine, then time scaling rounds."""
+    import engines as engines_lib
+
+    from reconciler import cli
+    from reconciler.daemon import autoscaler, controller
+    from reconciler.environment import Environment
+
+    per_service = max(1, tasks // services)
+    reason = engines_lib.engines_unavailable_reason()
+    if reason:
+        print(f"engine: skipped, no engine can be started here: {reason}")
+        return 1
+    (engine,) = engines_lib.start_engines(1)
+    tmp = Path(tempfile.mkdtemp(prefix="rscale-"))
+    ctl = None
+    try:
+        path = str(engine_manifests(tmp / "m", engine.endpoint, services, per_service))
+        state = str(tmp / "state")
+        out = io.StringIO()
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env = Environment(stdout=out, stderr=out, environ=environ, state_dir=state)
+        started = time.perf_counter()
+        for attempt in range(1, APPLY_ATTEMPTS + 1):
+            out.seek(0)
+            out.truncate()
+            code = cli.run(["apply", path, "--yes", "--state-dir", state], env)
+            if code == 0:
+                break
+            failed = [line for line in out.getvalue().splitlines() if "FAILED" in line]
+            print(f"engine: apply attempt {attempt} exited {code}; {len(failed)} failed, e.g. {failed[:1]}")
+        applied = time.perf_counter() - started
+        if code != 0:
+            print(out.getvalue()[-4000:])
+            print(f"engine: apply of {services * per_service} tasks failed with exit status {code}")
+            return 1
+
+        # As `watch` wires it: the Controller (manifests, engines, state directory) and its Autoscaler.
+        ctl = controller.Controller(env, controller.Settings(paths=[path]))
+        if not ctl.load():
+            print("engine: the generated manifests are invalid:\n" + "\n".join(ctl.manifest_errors))
+            return 1
+        assert ctl.desired is not None
+        scaler = autoscaler.Autoscaler(ctl)
+        scaler.restore(ctl.desired)
+        rounds = []
+        for _ in range(2):
+            started = time.perf_counter()
+            decisions = scaler.evaluate(time.time())
+            rounds.append(time.perf_counter() - started)
+            sampled = len(scaler.previous)
+            time.sleep(1.0)  # the next one-shot sample is a later one, so CPU has a delta
+        now = time.time()
+        with_cpu = sum(1 for name in decisions if scaler.samples.series(name, [policy.CPU], 60.0, now).get(policy.CPU))
+
+        # Baseline: one-shot stats calls one after the other, as a loop without the thread pool would make them.
+        cstate = ctl.observed["bench"]
+        ids = [c.id for t in cstate.tasks for c in t.app_containers if c.running][:BASELINE_CALLS]
+        client = ctl.engines.get(ctl.desired.clusters["bench"].instance("e1"))
+        calls = []
+        for cid in ids:
+            started = time.perf_counter()
+            client.stats(cid)
+            calls.append(time.perf_counter() - started)
+        per_call = statistics.mean(calls)
+        sequential = per_call * services * per_service
+    finally:
+        if ctl is not None:
+            ctl.engines.close()
+        engine.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    total = services * per_service
+    first, second = rounds
+    print(
+        f"engine: {total} tasks of {services} services started by `reconciler apply` in {applied:.1f} s ({attempt} run(s)) "
+        f"(one private engine, {os.cpu_count()} CPUs)"
+    )
+    print(
+        f"engine: one scaling evaluation of {services} services / {total} tasks ({sampled} one-shot stats "
+        f"gathered concurrently, {autoscaler.STATS_CONCURRENCY} at a time): first round {first:.2f} s (no "
+        f"previous samples), second round {second:.2f} s (CPU computed for {with_cpu} of {len(decisions)} services)"
+    )
+    print(f"targets: {'met' if max(first, second) < TARGET_SECONDS else 'MISSED'} (< {TARGET_SECONDS:.0f} s per evaluation period)")
+    print(
+        f"baseline: sequential one-shot stats: {per_call:.3f} s per call (mean of {len(calls)}), extrapolated to "
+        f"{total} calls: {sequential:.0f} s; the concurrent second round is {sequential / second:.0f}x faster"
     )
     return 0
 
