@@ -8,6 +8,7 @@ carries its reason. It must not do I/O, read the clock (`now` is given) or use u
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from collections.abc import Iterable, Mapping
@@ -157,26 +158,25 @@ class _ClusterPlanner:
         reasons = {t.id: self._why_replace(t, td, svc.health_check_grace_period) for t in live}
         current = [t for t in live if reasons[t.id] is None]
         outdated = [t for t in live if reasons[t.id] is not None]
-
         unknown = self._unknown(svc, td)
+
+        # Scale-in picks among up-to-date tasks only; tasks on an unreachable engine are assumed alive for
+        # the grace period (so nothing replaces them) but never cause a reachable task to be stopped.
         scale_in: list[obs.Task] = []
-        if len(current) + len(unknown) > desired:
-            view = self.view(svc.launch_type)
-            surplus = min(len(current) + len(unknown) - desired, len(current))
-            chosen = set(placement.choose_to_stop(view, svc.group, surplus, svc.strategies))
+        if len(current) > desired:
+            view = self.view(svc.launch_type, [t.id for t in outdated])
+            chosen = set(placement.choose_to_stop(view, svc.group, len(current) - desired, svc.strategies))
             scale_in = [t for t in current if t.id in chosen]
             current = [t for t in current if t.id not in chosen]
+        need = max(desired - len(current) - len(unknown), 0)
 
-        need = desired - len(current) - len(unknown)
-        old = dead + outdated
-        replace = min(need, len(old))
-        step0_stops = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
-        step0_stops += [self._stop(t, f"scale-in to desired count {desired}") for t in scale_in]
-        if need <= 0:
-            step0_stops += [self._stop(t, reasons[t.id] or "surplus") for t in outdated]
-            outdated = []
-        steps, unplaced, why = self._rolling(svc, td, max(need, 0), outdated, reasons, step0_stops, len(current) + len(unknown))
-        placed = sum(len(s.starts) for s in steps)
+        first = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
+        first += [self._stop(t, f"scale-in to desired count {desired}") for t in scale_in]
+        surplus = outdated[need:]  # outdated tasks beyond what the new ones replace go without waiting
+        first += [self._stop(t, reasons[t.id] or "surplus") for t in surplus]
+        outdated = outdated[:need]
+        steps, unplaced, why = self._rolling(svc, td, need, outdated, reasons, first, len(current) + len(unknown))
+
         warnings = list(td.warnings)
         if unknown:
             where = ", ".join(sorted({u.instance for u in unknown}))
@@ -184,25 +184,24 @@ class _ClusterPlanner:
                 f"{len(unknown)} task(s) on unreachable instance(s) {where} counted as running "
                 f"for up to {self.grace:.0f}s after the engine stopped answering"
             )
-        old_specs = {t.task_hash: t.spec for t in outdated if t.task_hash != td.task_hash}
         lines: list[str] = []
-        for old_spec in old_specs.values():
+        for old_spec in {t.task_hash: t.spec for t in live if t.task_hash != td.task_hash}.values():
             lines.extend(d for d in diff.spec_diff(old_spec, td.spec) if d not in lines)
-        return P.ServicePlan(
-            cluster=self.cluster.name,
-            service=svc.name,
-            family=td.family,
-            desired=desired,
-            running=len(live),
-            steps=steps,
-            add=max(placed - replace, 0),
-            replace=min(replace, placed),
-            remove=len(scale_in) + max(len(old) - replace, 0),
-            unplaced=unplaced,
-            unplaced_reason=why,
-            diff=tuple(lines),
-            warnings=tuple(warnings),
-            desired_source=source,
+        return _summarize(
+            P.ServicePlan(
+                cluster=self.cluster.name,
+                service=svc.name,
+                family=td.family,
+                desired=desired,
+                running=len(live),
+                steps=steps,
+                unplaced=unplaced,
+                unplaced_reason=why,
+                diff=tuple(lines),
+                warnings=tuple(warnings),
+                desired_source=source,
+            ),
+            replaced={t.id for t in dead + outdated},
         )
 
     def _unknown(self, svc: spec.Service, td: spec.TaskDefinition) -> list[obs.UnknownTask]:
@@ -240,8 +239,12 @@ class _ClusterPlanner:
         """Waves of starts and stops within the deployment bounds, placing each wave's starts.
 
         Bounds follow ECS: running + pending <= floor(desired * maximumPercent / 100); healthy
-        >= ceil(desired * minimumHealthyPercent / 100). When neither bound leaves room (100 / 100),
-        one old task is stopped first so the deployment can progress.
+        >= ceil(desired * minimumHealthyPercent / 100). A wave starts what the upper bound allows and
+        fits, then stops old tasks as far as the lower bound allows once the new ones are healthy; the
+        next wave places again with what those stops freed (a static host port, memory). Only when
+        maximumPercent leaves no room at all (100 / 100) is one old task stopped first. The waves end
+        when all is replaced, or when a wave could neither start nor stop anything: what is left to
+        start is reported as unplaced and the remaining old tasks keep running.
         """
         desired = healthy_now + need
         max_total = max(desired * svc.maximum_percent // 100, 1)
@@ -252,41 +255,36 @@ class _ClusterPlanner:
         running = healthy_now + len(old)
         remaining = need
         steps: list[P.Step] = []
-        stops_pending = list(first_stops)
-        unplaced, why = 0, None
+        pending_stops = list(first_stops)
+        why: str | None = None
         while remaining > 0 or old:
             room = max(max_total - running, 0)
-            n = min(remaining, room)
             starts: list[P.StartTask] = []
-            if n:
-                view = self.view(svc.launch_type, stopped_ids)
-                result = placement.place(view, request, n, _seed(svc.name))
+            if min(remaining, room):
+                result = placement.place(self.view(svc.launch_type, stopped_ids), request, min(remaining, room), _seed(svc.name))
                 for inst in result.placements:
-                    starts.append(self._start(svc, td, inst, old, len(starts), desired))
+                    starts.append(self._start(svc, td, inst, old, need - remaining + len(starts), desired))
                     self.placed.append(
                         placement.PlacedTask(instance_id=inst, group=svc.group, task_id=f"new:{svc.name}:{len(self.placed)}",
                                              cpu=request.cpu, memory=request.memory, ports=request.ports)
                     )
-                if result.unplaced:
-                    unplaced, why = remaining - len(starts), result.reason
-                    remaining = len(starts)  # what does not fit now will not fit in a later wave either
-            can_stop = max(running + len(starts) - min_healthy, 0)
-            k = min(len(old), can_stop)
-            if not starts and k == 0 and old:
-                k = 1  # no headroom either way (e.g. 100 / 100): stop one old task to make progress
-            stops = stops_pending + [self._stop(t, reasons.get(t.id) or "replaced") for t in old[:k]]
+                why = result.reason if result.unplaced else None
+            k = min(len(old), max(running + len(starts) - min_healthy, 0))
+            if not starts and not k and old and room == 0 and why is None:
+                k = 1  # no headroom either way (100 / 100): stop one old task so the next wave can start
+            if not starts and not k and not pending_stops:
+                break
+            stops = pending_stops + [self._stop(t, reasons.get(t.id) or "replaced") for t in old[:k]]
+            pending_stops = []
             stopped_ids.extend(t.id for t in old[:k])
-            stops_pending = []
-            if starts or stops:
-                steps.append(P.Step(starts=tuple(starts), stops=tuple(stops), wait=bool(starts) and any(not s.already_stopped for s in stops)))
-            running = running + len(starts) - k
+            wait = bool(starts) and any(not s.already_stopped for s in stops)
+            steps.append(P.Step(starts=tuple(starts), stops=tuple(stops), wait=wait))
+            running += len(starts) - k
             remaining -= len(starts)
             old = old[k:]
-            if not starts and not k:
-                break
-        if stops_pending:
-            steps.append(P.Step(stops=tuple(stops_pending)))
-        return tuple(steps), unplaced, why
+        if pending_stops:  # nothing to start or replace: the failed, scaled-in and surplus tasks still go
+            steps.append(P.Step(stops=tuple(pending_stops)))
+        return tuple(steps), remaining, (why or "no container instance had room") if remaining else None
 
     def _start(
         self, svc: spec.Service, td: spec.TaskDefinition, instance: str, old: list[obs.Task], i: int, desired: int
@@ -309,48 +307,63 @@ class _ClusterPlanner:
         return self._why_replace(task, td, 0) or "replaced"
 
     def _daemon(self, svc: spec.Service, td: spec.TaskDefinition, tasks: list[obs.Task]) -> P.ServicePlan:
+        """One task per eligible instance. Replacements go instance by instance in waves that keep
+        ceil(targets * minimumHealthyPercent / 100) running (ECS's DAEMON default of 0 allows one wave):
+        a wave stops its old tasks, then starts their replacements and waits for them to be healthy."""
         request = self.request(svc, td)
         live = [t for t in tasks if self.statuses[t.id].last_status == obs.RUNNING]
-        dead = [t for t in tasks if t not in live]
-        own = {t.id for t in tasks}
-        view = self.view(svc.launch_type, own)
-        targets = set(placement.daemon_targets(view, request))
-        stops = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
-        starts: list[P.StartTask] = []
-        replaced = 0
-        diff_lines: list[str] = []
+        dead = [t for t in tasks if self.statuses[t.id].last_status != obs.RUNNING]
+        view = self.view(svc.launch_type, [t.id for t in tasks])
+        eligible = placement.daemon_targets(view, request)
+        targets = set(eligible)
+        first = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
+        first += [self._stop(t, f"instance {t.instance} no longer eligible for the daemon") for t in live if t.instance not in targets]
+        fresh: list[str] = []  # instances with no task at all: start at once
+        swaps: list[tuple[str, list[obs.Task]]] = []  # instances whose tasks must be replaced
+        lines: list[str] = []
         for inst in sorted(targets):
             here = [t for t in live if t.instance == inst]
             keep = [t for t in here if self._why_replace(t, td, svc.health_check_grace_period) is None]
-            for t in keep[1:]:
-                stops.append(self._stop(t, "more than one daemon task on the instance"))
+            first += [self._stop(t, "more than one daemon task on the instance") for t in keep[1:]]
             if keep:
                 continue
-            for t in here:
-                why = self._why_replace(t, td, svc.health_check_grace_period) or "replaced"
-                stops.append(self._stop(t, why))
-                if t.task_hash != td.task_hash:
-                    diff_lines.extend(d for d in diff.spec_diff(t.spec, td.spec) if d not in diff_lines)
-            replaced += 1 if here or any(t.instance == inst for t in dead) else 0
-            starts.append(
-                P.StartTask(self.cluster.name, svc.name, inst, td, "daemon task for the instance", svc.launch_type, svc.group)
-            )
-        for t in live:
-            if t.instance not in targets:
-                stops.append(self._stop(t, f"instance {t.instance} no longer eligible for the daemon"))
-        steps = tuple(s for s in (P.Step(stops=tuple(stops)), P.Step(starts=tuple(starts))) if s.starts or s.stops)
-        return P.ServicePlan(
-            cluster=self.cluster.name,
-            service=svc.name,
-            family=td.family,
-            desired=len(targets),
-            running=len(live),
-            steps=steps,
-            add=len(starts) - replaced,
-            replace=replaced,
-            remove=max(len(stops) - replaced, 0),
-            diff=tuple(diff_lines),
-            warnings=td.warnings,
+            if here:
+                swaps.append((inst, here))
+                for t in here:
+                    if t.task_hash != td.task_hash:
+                        lines.extend(d for d in diff.spec_diff(t.spec, td.spec) if d not in lines)
+            else:
+                fresh.append(inst)
+
+        def start(inst: str, reason: str) -> P.StartTask:
+            return P.StartTask(self.cluster.name, svc.name, inst, td, reason, svc.launch_type, svc.group)
+
+        steps: list[P.Step] = []
+        if first or fresh:
+            steps.append(P.Step(starts=tuple(start(i, "daemon task for the instance") for i in fresh), stops=tuple(first)))
+        min_healthy = math.ceil(len(targets) * svc.minimum_healthy_percent / 100)
+        running = sum(1 for i in targets if any(t.instance == i for t in live))  # instances with a task now
+        batch = max(running - min_healthy, 1)
+        for n in range(0, len(swaps), batch):
+            wave = swaps[n : n + batch]
+            stops = tuple(self._stop(t, self._why_replace(t, td, svc.health_check_grace_period) or "replaced") for _, here in wave for t in here)
+            steps.append(P.Step(stops=stops))
+            steps.append(P.Step(starts=tuple(start(inst, "replaces the instance's daemon task") for inst, _ in wave), wait=True))
+        warnings = list(td.warnings)
+        warnings += [f"instance {i} gets no daemon task: {why}" for i, why in sorted(eligible.left_out.items())
+                     if self.pool.get(i) and self.pool[i].status == spec.ACTIVE and self.state.reachable(i)]
+        return _summarize(
+            P.ServicePlan(
+                cluster=self.cluster.name,
+                service=svc.name,
+                family=td.family,
+                desired=len(targets),
+                running=len(live),
+                steps=tuple(steps),
+                diff=tuple(lines),
+                warnings=tuple(warnings),
+            ),
+            replaced={t.id for t in dead} | {t.id for _, here in swaps for t in here},
         )
 
     def prune(self, name: str) -> P.ServicePlan:
@@ -367,6 +380,15 @@ class _ClusterPlanner:
             remove=len(stops),
             pruned=True,
         )
+
+
+def _summarize(sp: P.ServicePlan, replaced: set[str]) -> P.ServicePlan:
+    """Sets the plan's counts from its steps: a start paired with a stop of a failed or outdated task is
+    a replacement; the other starts are additions and the other stops removals."""
+    starts = len(sp.starts)
+    old = sum(1 for s in sp.stops if s.task_id in replaced)
+    replace = min(starts, old)
+    return dataclasses.replace(sp, add=starts - replace, replace=replace, remove=len(sp.stops) - replace)
 
 
 def run_task(

@@ -208,3 +208,79 @@ def test_failed_start_leaves_nothing_behind(world, tmp_path):
     results = executor.Executor(desired, world.connections(), environ={}).apply(plan)
     assert not results[0].ok and "CannotPullContainerError" in results[0].message
     assert all(not e.containers for e in world.engines.values())
+
+
+PORT = "portMappings: [{containerPort: 80, hostPort: 8080}]"
+
+
+def test_rollout_never_stops_a_task_whose_replacement_cannot_start(world, tmp_path):
+    """A static host port held by the old tasks on every instance: at 200/100 nothing may stop first."""
+    world.apply(manifests(tmp_path, desired=2, extra=PORT))
+    plan, _ = world.plan(manifests(tmp_path, desired=2, env="new", extra=PORT))
+    svc = plan.services[0]
+    assert svc.stops == [] and svc.starts == []
+    assert svc.unplaced == 2
+    assert "port" in svc.unplaced_reason, svc.unplaced_reason
+    assert (plan.add, plan.replace, plan.remove) == (0, 0, 0)
+
+
+def test_rollout_frees_ports_within_minimum_healthy_then_places(world, tmp_path):
+    deploy = "deploymentConfiguration: {maximumPercent: 100, minimumHealthyPercent: 50}"
+    world.apply(manifests(tmp_path, desired=2, extra=PORT, service_extra=deploy))
+    path = manifests(tmp_path, desired=2, env="new", extra=PORT, service_extra=deploy)
+    plan, _ = world.plan(path)
+    svc = plan.services[0]
+    assert (plan.add, plan.replace, plan.remove, svc.unplaced) == (0, 2, 0, 0)
+    assert [(len(s.starts), len(s.stops)) for s in svc.steps] == [(0, 1), (1, 1), (1, 0)]
+    world.apply(path)
+    assert not world.plan(path)[0].changed
+
+
+def test_scale_in_never_counts_outdated_tasks_and_counts_stay_positive(world, tmp_path):
+    world.apply(manifests(tmp_path, desired=3))
+    engine = next(e for e in world.engines.values() if e.running())
+    extra = engine.running()[0]
+    extra["Config"]["Labels"][labels.TASK_HASH] = "0" * 16  # one task now runs an older spec
+    plan, _ = world.plan(manifests(tmp_path, desired=2))
+    assert min(plan.add, plan.replace, plan.remove) >= 0
+    assert (plan.add, plan.replace, plan.remove) == (0, 0, 1)
+    assert plan.services[0].stops[0].task_id == extra["Config"]["Labels"][labels.TASK]
+
+
+def test_unknown_tasks_fill_the_count_but_never_push_reachable_ones_out(world, tmp_path):
+    import dataclasses
+
+    from reconciler.model import observed as obs
+
+    path = manifests(tmp_path, desired=1)
+    world.apply(path)
+    desired = world.desired(path)
+    td = desired.task_definitions["app"]
+    observed = observe.observe(desired, world.connections())
+    c1 = observed["c1"]
+    ghosts = tuple(obs.UnknownTask(f"ghost{i}", "i2", "app", td.task_hash) for i in range(3))
+    i2 = dataclasses.replace(c1.instances["i2"], reachable=False, unreachable_since=1e9 - 5)
+    observed["c1"] = dataclasses.replace(c1, unknown=ghosts, instances={**c1.instances, "i2": i2})
+    for count in (0, 1, 2):
+        svc = dataclasses.replace(desired.services["app"], desired_count=count)
+        d = dataclasses.replace(desired, services={"app": svc})
+        plan = planner.plan(d, observed, 1e9, planner.Options(unreachable_grace=60))
+        assert min(plan.add, plan.replace, plan.remove) >= 0, plan.render()
+        assert plan.add == 0
+        assert plan.remove == (1 if count == 0 else 0), plan.render()
+
+
+def test_daemon_replacements_keep_the_minimum_healthy(world, tmp_path):
+    daemon = "schedulingStrategy: DAEMON\ndeploymentConfiguration: {maximumPercent: 100, minimumHealthyPercent: 50}"
+    path = manifests(tmp_path, desired=0, service_extra=daemon)
+    text = path.joinpath("m.yaml").read_text().replace("  desiredCount: 0\n", "")
+    path.joinpath("m.yaml").write_text(text)
+    world.apply(path)
+    assert sum(len(e.running()) for e in world.engines.values()) == 2
+    path.joinpath("m.yaml").write_text(text.replace("value: hello", "value: new"))
+    plan, _ = world.plan(path)
+    svc = plan.services[0]
+    assert (plan.add, plan.replace, plan.remove) == (0, 2, 0)
+    assert [(len(s.starts), len(s.stops)) for s in svc.steps] == [(0, 1), (1, 0), (0, 1), (1, 0)]
+    world.apply(path)
+    assert not world.plan(path)[0].changed
