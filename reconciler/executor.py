@@ -1,11 +1,17 @@
 """Carries out a `Plan` through the engine interface: starts and stops tasks, wave by wave.
 
 Owns the mechanics of one task on one engine (images, the awsvpc namespace holder, the per-task
-bridge network, volumes, creating containers with their labels, starting them in `dependsOn` order,
-stopping and removing them, recording stopped tasks), bounded concurrency per engine with parallelism
-across engines, and the deployment discipline of a service: each wave's new tasks must be healthy
-before that wave's old tasks are stopped. A task that fails to start is removed whole, so nothing is
-left half-made that the next run could not finish. It must not decide what to change; the planner did.
+bridge network, volumes, environment files and secrets resolved against the task definition's manifest
+directory, creating containers with their labels, starting them in `dependsOn` order, stopping and
+removing them, recording stopped tasks), bounded concurrency per engine with parallelism across
+engines, and the deployment discipline of a service: each wave's new tasks must be healthy (one
+deadline per wave) before that wave's old tasks are stopped. A task that fails to start, for any
+reason, is reported as a failed `ActionResult` and what it made is removed, so nothing is left
+half-made that the next run could not finish (leftovers of an engine that stopped answering midway carry
+the task's labels: the next plan stops that task). A started task that does not become healthy is left
+whole for the next plan to replace. It must not decide what to change (the planner did),
+must not put resolved environment or secret values anywhere but the container request, and talks to
+engines only through `engine.api` (it never imports the docker SDK).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 from reconciler import labels as L
 from reconciler import observe, resolve, state
-from reconciler.engine import api, docker_engine, pause, translate
+from reconciler.engine import api, pause, translate
 from reconciler.model import observed as obs
 from reconciler.model import plan as P
 from reconciler.model import spec
@@ -118,7 +124,7 @@ class Executor:
             started = self._parallel(self.start_task, step.starts)
             failed = [r for r in started if not r.ok]
             if not failed and step.wait:
-                failed = self._wait_healthy([r for r in started if r.ok])
+                failed = self._wait_healthy(list(zip(step.starts, started, strict=True)))
             stops = step.stops if not failed else tuple(s for s in step.stops if s.already_stopped)
             self._parallel(self.stop_task, stops)
             kept = len(step.stops) - len(stops)
@@ -143,57 +149,87 @@ class Executor:
         with ThreadPoolExecutor(max_workers=min(len(actions), 64), thread_name_prefix="action") as pool:
             return list(pool.map(fn, actions))
 
-    def _wait_healthy(self, started: list[ActionResult]) -> list[ActionResult]:
-        """Waits until the new tasks are RUNNING and HEALTHY; returns the ones that did not make it."""
-        failed: list[ActionResult] = []
-        for r in started:
-            try:
-                _, _, engine = self._instance(r.cluster, r.instance)
-                self._await_task_healthy(engine, r.cluster, r.task_id)
-            except (TaskFailed, api.EngineError) as e:
-                failed.append(
-                    self._report(ActionResult("start", r.cluster, r.service, r.instance, r.task_id, False, f"did not become healthy: {e}"))
-                )
-        return failed
+    def _wait_healthy(self, wave: list[tuple[P.StartTask, ActionResult]]) -> list[ActionResult]:
+        """Waits until the wave's new tasks are RUNNING and HEALTHY; returns the ones that did not make it.
 
-    def _await_task_healthy(self, engine: api.Engine, cluster: str, task_id: str) -> None:
-        deadline = None
-        while True:
-            raw = engine.list_containers({L.MANAGED: "true", L.CLUSTER: cluster, L.TASK: task_id})
-            tasks = obs.group_tasks(cluster, "", [obs.container_from_list(r) for r in raw])
-            if not tasks:
-                raise TaskFailed("its containers are gone")
-            task = tasks[0]
-            if deadline is None:
-                deadline = time.monotonic() + _health_timeout(task.spec)
-            status = task.status()
-            if status.last_status == obs.STOPPED:
-                raise TaskFailed(status.reason or "stopped")
-            if status.last_status == obs.RUNNING and status.health == obs.UNHEALTHY:
-                raise TaskFailed("Task failed container health checks")
-            if status.last_status == obs.RUNNING and status.health == obs.HEALTHY:
-                return
+        One deadline for the whole wave (the longest health timeout of its task definitions), and every
+        round polls all its tasks together: one container list per engine."""
+        failed: list[ActionResult] = []
+
+        def fail(r: ActionResult, why: object) -> None:
+            failed.append(
+                self._report(ActionResult("start", r.cluster, r.service, r.instance, r.task_id, False, f"did not become healthy: {why}"))
+            )
+
+        pending: dict[tuple[str, str], list[ActionResult]] = {}  # (endpoint, cluster) -> tasks not yet healthy
+        engines: dict[tuple[str, str], api.Engine] = {}
+        timeout = 0.0
+        for action, r in wave:
+            if not r.ok:
+                continue
+            try:
+                _, inst, engine = self._instance(r.cluster, r.instance)
+            except api.EngineError as e:
+                fail(r, e)
+                continue
+            pending.setdefault((inst.endpoint, r.cluster), []).append(r)
+            engines[inst.endpoint, r.cluster] = engine
+            timeout = max(timeout, _health_timeout(action.task_definition.spec))
+        deadline = time.monotonic() + timeout
+        while pending:
+            for key in list(pending):
+                cluster = key[1]
+                try:
+                    raw = engines[key].list_containers({L.MANAGED: "true", L.CLUSTER: cluster})
+                except api.EngineError as e:
+                    for r in pending.pop(key):
+                        fail(r, e)
+                    continue
+                tasks = {t.id: t for t in obs.group_tasks(cluster, "", [obs.container_from_list(c) for c in raw])}
+                still = []
+                for r in pending[key]:
+                    finished, why = _health_verdict(tasks.get(r.task_id))
+                    if not finished:
+                        still.append(r)
+                    elif why is not None:
+                        fail(r, why)
+                if still:
+                    pending[key] = still
+                else:
+                    del pending[key]
+            if not pending:
+                break
             if time.monotonic() > deadline:
-                raise TaskFailed("timed out waiting for health checks")
+                for rs in pending.values():
+                    for r in rs:
+                        fail(r, "timed out waiting for health checks")
+                break
             time.sleep(0.25)
+        return failed
 
     # -- starting a task --------------------------------------------------------------------------
 
     def start_task(self, action: P.StartTask) -> ActionResult:
+        """Starts one task. Whatever goes wrong (an engine error, an unreadable file, a bug), what was made
+        is removed and the result is a failed `ActionResult`; this never raises for one task's failure."""
         t0 = time.monotonic()
         task_id = uuid.uuid4().hex
         created: list[str] = []
         extras: list[tuple[str, str]] = []  # ("network" | "volume", name) to remove on failure
-        engine = None
+        engine: api.Engine | None = None
+        done, message = False, ""
         try:
             cluster, inst, engine = self._instance(action.cluster, action.instance)
             with self._slot(inst.endpoint):
                 ctx, order = self._prepare(action, cluster, inst, engine, task_id, created, extras)
             self._start_in_order(engine, ctx, order, created)
-        except (TaskFailed, api.EngineError, resolve.ResolveError) as e:
-            if engine is not None:
+            done = True
+        except Exception as e:  # noqa: BLE001 - one task's failure, whatever it is, is reported, not raised
+            message = _failure(e)
+        finally:
+            if not done and engine is not None:
                 self._discard(engine, created, extras)
-            message = e.message if isinstance(e, api.EngineError) else str(e)
+        if not done:
             return self._report(
                 ActionResult("start", action.cluster, action.service, action.instance, task_id, False, message, time.monotonic() - t0)
             )
@@ -223,7 +259,11 @@ class Executor:
             if not engine.has_image(ref):
                 if ref == pause.PAUSE_IMAGE:
                     arch = engine.info().architecture
-                    engine.load_image_tar(docker_engine.rootfs_tar(pause.rootfs(arch)), ref)
+                    try:
+                        image = pause.image_tar(arch)
+                    except ValueError as e:
+                        raise TaskFailed(f"networkMode awsvpc needs the pause image: {e}") from None
+                    engine.load_image_tar(image, ref)
                 else:
                     t0 = time.monotonic()
                     self.on_progress(f"pull   {ref} on {engine.endpoint}: pulling")
@@ -250,7 +290,8 @@ class Executor:
         containers = [dict(c) for c in td.containers]
         for c in containers:
             self._ensure_image(engine, c["image"], resolve.registry_auth(c, cluster.credentials_file))
-        env = {c["name"]: resolve.environment(c, self.environ) for c in containers}
+        base_dir = os.path.dirname(td.source)
+        env = {c["name"]: resolve.environment(c, self.environ, base_dir) for c in containers}
         ctx = translate.TaskContext(
             cluster=cluster.name,
             instance=inst.name,
@@ -261,7 +302,6 @@ class Executor:
             service=action.service,
             task_spec=td.spec,
             publish_address=inst.publish_address,
-            launch_type=action.launch_type,
             started_by=self.started_by,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
@@ -273,7 +313,7 @@ class Executor:
             engine.start_container(holder)
             ctx = _replace(ctx, namespace_holder=holder)
         elif mode == "bridge" and len(containers) > 1:
-            name = f"{translate.container_name(ctx, 'net')}"
+            name = translate.network_name(translate.task_owner(ctx), task_id)
             engine.create_network(name, {L.MANAGED: "true", L.CLUSTER: cluster.name, L.TASK: task_id})
             extras.append(("network", name))
             ctx = _replace(ctx, network=name)
@@ -307,7 +347,7 @@ class Executor:
                 engine.create_volume(v["name"], dvc.get("driver", "local"), dvc.get("driverOpts") or {},
                                      {**(dvc.get("labels") or {}), L.MANAGED: "true", L.CLUSTER: ctx.cluster})
             return v["name"]
-        name = translate.container_name(ctx, f"vol-{v['name']}")
+        name = translate.volume_name(translate.task_owner(ctx), ctx.task_id, v["name"])
         engine.create_volume(name, dvc.get("driver", "local"), dvc.get("driverOpts") or {},
                              {**(dvc.get("labels") or {}), L.MANAGED: "true", L.CLUSTER: ctx.cluster, L.TASK: ctx.task_id})
         extras.append(("volume", name))
@@ -342,16 +382,18 @@ class Executor:
             time.sleep(POLL)
 
     def _discard(self, engine: api.Engine, created: list[str], extras: list[tuple[str, str]]) -> None:
-        """Removes what a failed start made, so no half-made task is left behind."""
+        """Removes what a failed start made, so no half-made task is left behind. Best effort: what an
+        engine that stops answering midway keeps carries the task's labels, so the next run sees it as
+        a stopped task and removes it (its network and volumes through `collect_garbage`)."""
         for cid in reversed(created):
             try:
                 engine.remove_container(cid)
-            except api.EngineError:
+            except Exception:  # noqa: BLE001 - best effort; the start's own error is what gets reported
                 pass
         for kind, name in extras:
             try:
                 (engine.remove_network if kind == "network" else engine.remove_volume)(name)
-            except api.EngineError:
+            except Exception:  # noqa: BLE001 - as above
                 pass
 
     # -- stopping a task --------------------------------------------------------------------------
@@ -399,11 +441,12 @@ class Executor:
                 engine.remove_container(c.id)
         spec_ = task.spec
         names = task.expected_containers
+        owner = task.service or task.family
         if spec_.get("networkMode", "bridge") == "bridge" and len(names) > 1:
-            engine.remove_network(f"{task.service or task.family}-net-{task.id[:12]}")
+            engine.remove_network(translate.network_name(owner, task.id))
         for v in spec_.get("volumes", []):
             if not (v.get("host") or (v.get("dockerVolumeConfiguration") or {}).get("scope") == "shared"):
-                engine.remove_volume(f"{task.service or task.family}-vol-{v['name']}-{task.id[:12]}")
+                engine.remove_volume(translate.volume_name(owner, task.id, v["name"]))
 
     def _parallel_containers(self, fn: Callable[[obs.Container], None], containers: list[obs.Container]) -> None:
         if len(containers) <= 1:
@@ -477,6 +520,20 @@ def creation_order(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return order
 
 
+def _health_verdict(task: obs.Task | None) -> tuple[bool, str | None]:
+    """(finished, why it failed): (True, None) once RUNNING and HEALTHY, (False, None) while it may still be."""
+    if task is None:
+        return True, "its containers are gone"
+    status = task.status()
+    if status.last_status == obs.STOPPED:
+        return True, status.reason or "stopped"
+    if status.last_status == obs.RUNNING and status.health == obs.UNHEALTHY:
+        return True, "Task failed container health checks"
+    if status.last_status == obs.RUNNING and status.health == obs.HEALTHY:
+        return True, None
+    return False, None
+
+
 def _health_timeout(task_spec: Mapping[str, Any]) -> float:
     worst = 10.0
     for c in task_spec.get("containerDefinitions", []):
@@ -484,6 +541,16 @@ def _health_timeout(task_spec: Mapping[str, Any]) -> float:
         if hc and c.get("essential", True):
             worst = max(worst, hc.get("startPeriod", 0) + (hc.get("retries", 3) + 1) * (hc.get("interval", 30) + hc.get("timeout", 5)))
     return min(worst + 10.0, 900.0)
+
+
+def _failure(e: Exception) -> str:
+    """The one-line message of a failed start. Expected failures speak for themselves; anything else
+    names its type, so a bug reads as one rather than as an engine's answer."""
+    if isinstance(e, api.EngineError):
+        return e.message
+    if isinstance(e, (TaskFailed, resolve.ResolveError)):
+        return str(e)
+    return f"unexpected {type(e).__name__}: {e}"
 
 
 def _under(path: str, prefix: str) -> bool:

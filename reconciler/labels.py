@@ -2,12 +2,12 @@
 
 Labels record ownership (managed-by, cluster, service, task id) and drift (the task and container
 hashes, and the canonical spec so `plan` can show field-level differences). Only containers carrying
-`MANAGED` are ever touched. This module must not decide anything; it names and reads.
+`MANAGED` are ever touched. Keys under `PREFIX` are reserved: validation rejects them in a container's
+`dockerLabels`, so ownership cannot be forged from a manifest. This module must not decide anything; it
+names labels and builds the label filter.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 PREFIX = "io.reconciler."
 MANAGED = PREFIX + "managed"  # "true" on everything the reconciler creates
@@ -36,7 +36,3 @@ def selector(cluster: str | None = None) -> dict[str, str]:
     if cluster:
         out[CLUSTER] = cluster
     return out
-
-
-def is_managed(labels: Mapping[str, str] | None) -> bool:
-    return bool(labels) and labels.get(MANAGED) == "true"

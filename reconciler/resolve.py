@@ -2,8 +2,11 @@
 registry credentials.
 
 Owns reading local `.env` files, `secrets[].valueFrom` of the forms `file:PATH`, `/abs/path` and
-`env:NAME`, and the cluster's registry credentials file. Resolved values go only into the container
-request; they must never be logged, labelled or put in a plan (callers get names, not values, in errors).
+`env:NAME`, and the cluster's registry credentials file. Relative paths (environment files, `file:`
+secrets) are resolved against the directory of the manifest that names them, given by the caller, never
+against the working directory. Every failure is a `ResolveError` naming the file and the reason (never
+its content). Resolved values go only into the container request; they must never be logged, labelled
+or put in a plan (callers get names, not values, in errors).
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from typing import Any
 
 class ResolveError(Exception):
     pass
+
+
+def _path(value: str, base_dir: str | None) -> str:
+    """`value` as written, resolved against `base_dir` when relative."""
+    return os.path.normpath(os.path.join(base_dir, value)) if base_dir else value
 
 
 def _read_env_file(path: str) -> dict[str, str]:
@@ -36,38 +44,48 @@ def _read_env_file(path: str) -> dict[str, str]:
                     value = value[1:-1]
                 out[name.strip()] = value
     except OSError as e:
-        raise ResolveError(f"cannot read environment file {path}: {e.strerror}") from None
+        raise ResolveError(f"cannot read environment file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ResolveError(f"environment file {path} is not UTF-8 text") from None
     return out
 
 
-def _secret(name: str, source: str, environ: Mapping[str, str]) -> str | None:
+def _secret(name: str, source: str, environ: Mapping[str, str], base_dir: str | None) -> str | None:
     if source.startswith("env:"):
         key = source[4:]
         if key not in environ:
             raise ResolveError(f"secret {name}: environment variable {key} is not set")
         return environ[key]
-    path = source[5:] if source.startswith("file:") else source if source.startswith("/") else None
-    if path is None:
+    if source.startswith("file:"):
+        path = _path(source[5:], base_dir)
+    elif source.startswith("/"):
+        path = source
+    else:
         return None  # an AWS reference: reported as a plan warning, not set
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.read().rstrip("\n")
     except OSError as e:
-        raise ResolveError(f"secret {name}: cannot read {path}: {e.strerror}") from None
+        raise ResolveError(f"secret {name}: cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ResolveError(f"secret {name}: {path} is not UTF-8 text") from None
 
 
-def environment(container: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The container's environment: files top-down, then `environment`, then `secrets`."""
+def environment(
+    container: Mapping[str, Any], environ: Mapping[str, str] | None = None, base_dir: str | None = None
+) -> dict[str, str]:
+    """The container's environment: files top-down, then `environment`, then `secrets`. Relative file
+    paths are resolved against `base_dir`, the directory of the manifest (None: as written)."""
     environ = os.environ if environ is None else environ
     out: dict[str, str] = {}
     for f in container.get("environmentFiles") or []:
         value = str(f.get("value", ""))
         if not value.startswith("arn:"):
-            out.update(_read_env_file(value))
+            out.update(_read_env_file(_path(value, base_dir)))
     for kv in container.get("environment") or []:
         out[str(kv.get("name"))] = "" if kv.get("value") is None else str(kv.get("value"))
     for s in container.get("secrets") or []:
-        value = _secret(str(s.get("name")), str(s.get("valueFrom", "")), environ)
+        value = _secret(str(s.get("name")), str(s.get("valueFrom", "")), environ, base_dir)
         if value is not None:
             out[str(s.get("name"))] = value
     return out

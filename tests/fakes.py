@@ -1,7 +1,8 @@
 """`FakeEngine`: an in-memory implementation of `reconciler.engine.api.Engine` for unit tests.
 
 Owns a dict of containers in the Engine API's list/inspect shapes, records every call, and lets a test
-make a container exit, turn unhealthy or vanish. It does not run anything; real behaviour is covered by
+make a container exit, turn unhealthy or vanish, choose the health a container reports once started
+(`health_on_start`) and the engine's architecture. It does not run anything; real behaviour is covered by
 the integration tests against private engines.
 """
 
@@ -19,8 +20,17 @@ _ids = itertools.count(1)
 
 
 class FakeEngine:
-    def __init__(self, endpoint: str = "fake://e1", cpus: int = 2, memory_mib: int = 4096, images: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        endpoint: str = "fake://e1",
+        cpus: int = 2,
+        memory_mib: int = 4096,
+        images: tuple[str, ...] = (),
+        architecture: str = "x86_64",
+    ):
         self.endpoint = endpoint
+        self.architecture = architecture
+        self.health_on_start = "healthy"  # what a container with a health check reports once started
         self.cpus = cpus
         self.memory_mib = memory_mib
         self.images = set(images)
@@ -53,12 +63,11 @@ class FakeEngine:
 
     # -- engine ----------------------------------------------------------------------------------
 
-    def ping(self) -> None:
-        self._check()
-
     def info(self) -> api.EngineInfo:
         self._check()
-        return api.EngineInfo(self.endpoint, self.cpus, self.memory_mib * 1024 * 1024, server_version="fake")
+        return api.EngineInfo(
+            self.endpoint, self.cpus, self.memory_mib * 1024 * 1024, architecture=self.architecture, server_version="fake"
+        )
 
     def _summary(self, c: dict[str, Any]) -> dict[str, Any]:
         state = c["State"]
@@ -125,7 +134,7 @@ class FakeEngine:
         c = self.containers[container_id]
         c["State"]["Status"] = "running"
         if c["Request"].healthcheck:
-            c["State"]["Health"] = {"Status": "healthy"}
+            c["State"]["Health"] = {"Status": self.health_on_start}
         self.calls.append(("start", c["Name"]))
 
     def stop_container(self, container_id: str, timeout: int) -> None:
@@ -135,18 +144,11 @@ class FakeEngine:
             c["State"].update({"Status": "exited", "ExitCode": 143})
         self.calls.append(("stop", container_id))
 
-    def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
-        self.exit(container_id, 137)
-
     def remove_container(self, container_id: str) -> None:
         self._check()
         with self.lock:
             self.containers.pop(container_id, None)
         self.calls.append(("remove", container_id))
-
-    def wait_container(self, container_id: str, timeout: float) -> int | None:
-        c = self.containers.get(container_id)
-        return c["State"].get("ExitCode") if c else None
 
     def has_image(self, ref: str) -> bool:
         self._check()
@@ -160,6 +162,8 @@ class FakeEngine:
         self.images.add(ref)
 
     def load_image_tar(self, data: bytes, ref: str) -> None:
+        self._check()
+        self.calls.append(("load", ref))
         self.images.add(ref)
 
     def create_network(self, name: str, labels: Mapping[str, str]) -> str:

@@ -1,7 +1,10 @@
 """`get`, `describe` and `logs`: read-only views of services, tasks and container instances.
 
 Owns rendering observed state in ECS's own shapes (describe-services, describe-tasks,
-describe-container-instances) as JSON, and as readable tables by default. It must not change anything.
+describe-container-instances) as JSON, and as readable tables by default; `find_task` (a task by id
+prefix, shared with tasks.py); and `logs`, which copies container log streams to stdout concurrently and
+reports a broken stream as one error line (exit 1) after the others have ended. It must not change
+anything: no engine writes, no state directory writes, no planning.
 """
 
 from __future__ import annotations
@@ -251,31 +254,53 @@ def logs(env: Environment, target: str, paths: Sequence[str], container: str | N
                     streams.append((f"{task.id[:12]}/{c.container}", engine, c.id))
         if not streams:
             raise UserError(f"no container {container} in {target}" if container else f"no containers for {target}")
-        prefix = len(streams) > 1
-        lock = threading.Lock()
+        errors = _pump_all(env, streams, follow, tail)
+    except observe.api.EngineError as e:
+        raise UserError(f"engine {e.endpoint}: {e.message}") from None
+    finally:
+        session.close()
+    for line in errors:
+        env.err(f"error: {line}")
+    return ExitStatus.ERROR if errors else ExitStatus.OK
 
-        def pump(label: str, engine: Any, cid: str) -> None:
-            buffer = b""
+
+def _pump_all(env: Environment, streams: list[tuple[str, Any, str]], follow: bool, tail: int | None) -> list[str]:
+    """Copies every container's log stream to stdout, one thread each, prefixed by task/container when
+    there are several. A stream that breaks does not stop the others: its error is returned, one line
+    per stream, for the caller to report once all have ended."""
+    prefix = len(streams) > 1
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def emit(label: str, data: bytes) -> None:
+        text = data.decode("utf-8", "replace")
+        env.out(f"[{label}] {text}" if prefix else text)
+
+    def pump(label: str, engine: Any, cid: str) -> None:
+        buffer = b""
+        try:
             for chunk in engine.logs(cid, follow, tail):
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 with lock:
                     for line in lines:
-                        text = line.decode("utf-8", "replace")
-                        env.out(f"[{label}] {text}" if prefix else text)
+                        emit(label, line)
+        except observe.api.EngineError as e:
+            problem = f"logs of {label}: engine {e.endpoint}: {e.message}"
+        except Exception as e:  # noqa: BLE001 - reported after the join instead of a thread traceback
+            problem = f"logs of {label}: {type(e).__name__}: {e}"
+        else:
+            problem = None
+        with lock:
             if buffer:
-                with lock:
-                    text = buffer.decode("utf-8", "replace")
-                    env.out(f"[{label}] {text}" if prefix else text)
+                emit(label, buffer)
+            if problem:
+                errors.append(problem)
 
-        threads = [threading.Thread(target=pump, args=s, daemon=True) for s in streams]
-        for t in threads:
-            t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(0.5)
-    except observe.api.EngineError as e:
-        raise UserError(f"engine {e.endpoint}: {e.message}") from None
-    finally:
-        session.close()
-    return ExitStatus.OK
+    threads = [threading.Thread(target=pump, args=s, daemon=True) for s in streams]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.5)
+    return errors

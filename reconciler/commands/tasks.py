@@ -1,8 +1,11 @@
 """`run-task`, `stop-task` and `exec`: one-off tasks outside services, and commands inside tasks.
 
-Owns these commands' flow: placing one-off tasks like service tasks (they are never restarted),
-waiting for them when asked and passing the essential container's exit code on, stopping a task by id,
-and running a command in a task's container. It must not plan services.
+Owns these commands' flow: placing one-off tasks like service tasks (the planner places them, the
+executor starts them; they are never restarted), waiting for them when asked and passing the essential
+container's exit code on, stopping a task by id (through the executor, so it is recorded like any stop),
+and running a command in a task's container. It must not plan services, and must not create or remove
+containers itself: starting and stopping go through the executor, `exec` only runs a command in a
+container that exists.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The engine interface: the small surface the rest of the reconciler uses to talk to one Docker engine.
 
-Owns the `Engine` protocol, the neutral request value `ContainerCreate`, and the engine errors. Raw
+Owns the `Engine` protocol (only the calls the reconciler makes), the neutral request value
+`ContainerCreate`, and the engine errors. Raw
 answers are Docker Engine API JSON (the list and inspect shapes), never SDK objects, so parsing them is
 pure and testable from captured JSON. Only `engine.docker_engine` implements this against the docker
 SDK; `tests/fakes.py` implements it in memory. This module must not import `docker`.
@@ -75,8 +76,6 @@ class ContainerCreate:
 class Engine(Protocol):
     endpoint: str
 
-    def ping(self) -> None: ...
-
     def info(self) -> EngineInfo: ...
 
     def list_containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -91,13 +90,9 @@ class Engine(Protocol):
 
     def stop_container(self, container_id: str, timeout: int) -> None: ...
 
-    def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None: ...
-
     def remove_container(self, container_id: str) -> None:
         """Force-remove, with anonymous volumes; a container already gone is not an error."""
         ...
-
-    def wait_container(self, container_id: str, timeout: float) -> int | None: ...
 
     def has_image(self, ref: str) -> bool: ...
 

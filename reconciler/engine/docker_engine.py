@@ -1,18 +1,18 @@
 """The one module that imports the docker SDK: `DockerEngine` implements `engine.api.Engine`.
 
 Owns connecting to an endpoint (unix://, tcp:// with optional TLS client certificates, ssh://), turning
-SDK and transport failures into `engine.api` errors that name the endpoint, and mapping the neutral
+SDK and transport failures into `engine.api` errors that name the endpoint (a missing TLS file too, at
+construction: `api.Unreachable` naming the file; nothing SDK-specific escapes), and mapping the neutral
 `ContainerCreate` onto the low-level API. It returns Engine API JSON and must not decide anything:
-no planning, no retries beyond what the SDK does, no knowledge of tasks or services.
+no planning, no retries beyond what the SDK does, no knowledge of tasks or services. No other module
+imports it but the engine factory (`environment.py`), so the SDK loads only where engines are reached.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import select
 import sys
-import tarfile
 import termios
 import tty
 from collections.abc import Iterator, Mapping
@@ -49,11 +49,7 @@ class DockerEngine:
         else:
             kwargs["max_pool_size"] = pool_size
         if tls is not None and endpoint.startswith("tcp://"):
-            kwargs["tls"] = docker.tls.TLSConfig(
-                client_cert=(tls.cert, tls.key) if tls.cert and tls.key else None,
-                ca_cert=tls.ca,
-                verify=tls.ca if (tls.verify and tls.ca) else tls.verify,
-            )
+            kwargs["tls"] = _tls_config(endpoint, tls)
             kwargs["base_url"] = endpoint.replace("tcp://", "https://", 1)
         try:
             self.client = docker.DockerClient(**kwargs)
@@ -71,15 +67,12 @@ class DockerEngine:
         except docker.errors.APIError as e:
             status = e.status_code
             raise api.EngineError(self.endpoint, _explanation(e), transient=bool(status and status >= 500), status=status) from None
-        except (OSError, requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
-            raise api.Unreachable(self.endpoint, f"engine does not answer ({_short(e)})") from None
-        except requests.exceptions.Timeout:
+        except requests.exceptions.Timeout:  # an OSError too: before the generic branch, for the clearer message
             raise api.Unreachable(self.endpoint, "engine timed out") from None
+        except (OSError, docker.errors.DockerException) as e:
+            raise api.Unreachable(self.endpoint, f"engine does not answer ({_short(e)})") from None
 
     # -- engine ----------------------------------------------------------------------------------
-
-    def ping(self) -> None:
-        self._call(self.api.ping)
 
     def info(self) -> api.EngineInfo:
         raw = self._call(self.api.info)
@@ -142,9 +135,6 @@ class DockerEngine:
     def stop_container(self, container_id: str, timeout: int) -> None:
         self._call(self.api.stop, container_id, timeout=timeout)
 
-    def kill_container(self, container_id: str, signal: str = "SIGKILL") -> None:
-        self._call(self.api.kill, container_id, signal=signal)
-
     def remove_container(self, container_id: str) -> None:
         try:
             self._call(self.api.remove_container, container_id, force=True, v=True)
@@ -154,15 +144,6 @@ class DockerEngine:
             if e.status == 409 and "already in progress" in e.message:
                 return
             raise
-
-    def wait_container(self, container_id: str, timeout: float) -> int | None:
-        try:
-            result = self.api.wait(container_id, timeout=timeout)
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-            return None
-        except docker.errors.NotFound:
-            return None
-        return int(result.get("StatusCode", -1))
 
     # -- images ----------------------------------------------------------------------------------
 
@@ -295,6 +276,25 @@ class DockerEngine:
         self.client.close()
 
 
+def _tls_config(endpoint: str, tls: Any) -> docker.tls.TLSConfig:
+    """The SDK's TLS settings for `tls` (a `spec.TLS`); a named file that is missing or unreadable is an
+    `api.Unreachable` naming that file, so one bad instance never stops the observation of the others."""
+    for what, path in (("CA certificate", tls.ca), ("client certificate", tls.cert), ("client key", tls.key)):
+        if path and not os.path.isfile(path):
+            raise api.Unreachable(endpoint, f"TLS: {what} file {path} does not exist")
+        if path and not os.access(path, os.R_OK):
+            raise api.Unreachable(endpoint, f"TLS: {what} file {path} is not readable")
+    try:
+        return docker.tls.TLSConfig(
+            client_cert=(tls.cert, tls.key) if tls.cert and tls.key else None,
+            ca_cert=tls.ca,
+            verify=tls.ca if (tls.verify and tls.ca) else tls.verify,
+        )
+    except docker.errors.TLSParameterError as e:
+        named = ", ".join(p for p in (tls.ca, tls.cert, tls.key) if p) or "no files"
+        raise api.Unreachable(endpoint, f"TLS: {_short(e)} ({named})") from None
+
+
 def _port_tuple(exposed: str) -> tuple[int, str]:
     """"80/tcp" -> (80, "tcp"): the SDK appends the protocol itself."""
     port, _, proto = exposed.partition("/")
@@ -322,14 +322,3 @@ def _short(e: BaseException) -> str:
             return marker.lower()
     return text.splitlines()[0][:200] if text else type(e).__name__
 
-
-def rootfs_tar(files: Mapping[str, tuple[bytes, int]]) -> bytes:
-    """A tarball of regular files {path: (content, mode)} for `load_image_tar`."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, (content, mode) in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(content)
-            info.mode = mode
-            tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()

@@ -1,13 +1,17 @@
 """The namespace-holder image of awsvpc tasks, made here so no registry is needed.
 
-Owns a tiny static Linux executable that blocks forever (x86_64 `pause`, aarch64 `ppoll`), packed as a
-one-file root filesystem that `Engine.load_image_tar` imports as `PAUSE_IMAGE`, like the ECS agent's
-bundled pause image. It must not talk to engines itself; the executor loads it where it is missing.
+Owns a tiny static Linux executable that blocks forever (x86_64 `pause`, aarch64 `ppoll`), and packing
+it as a one-file root filesystem tarball (`image_tar`) that `Engine.load_image_tar` imports as
+`PAUSE_IMAGE`, like the ECS agent's bundled pause image. Pure byte building: it must not talk to
+engines nor import the docker SDK; the executor loads the image where it is missing.
 """
 
 from __future__ import annotations
 
+import io
 import struct
+import tarfile
+from collections.abc import Mapping
 
 PAUSE_IMAGE = "reconciler/pause:1"
 _BASE = 0x400000
@@ -39,4 +43,22 @@ def elf(architecture: str) -> bytes:
 
 
 def rootfs(architecture: str) -> dict[str, tuple[bytes, int]]:
+    """The image's files {path: (content, mode)}. ValueError for an architecture without a binary."""
     return {"pause": (elf(architecture), 0o755)}
+
+
+def rootfs_tar(files: Mapping[str, tuple[bytes, int]]) -> bytes:
+    """A tarball of regular files {path: (content, mode)} for `Engine.load_image_tar`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, (content, mode) in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            info.mode = mode
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def image_tar(architecture: str) -> bytes:
+    """The pause image for `architecture` as a root filesystem tarball."""
+    return rootfs_tar(rootfs(architecture))

@@ -3,14 +3,16 @@
 Owns the mapping of every container-definition field a plain engine can honour: image, command,
 entryPoint, environment, workingDirectory, user, cpu shares, memory hard/soft limits, task-level limits,
 ulimits, linuxParameters, healthCheck, stopTimeout, dockerLabels, hostname, extraHosts, DNS,
-readonlyRootFilesystem, privileged, mounts, volumesFrom, logConfiguration, port bindings and network
-mode. Pure: resolved environment values, volume and container ids come in through `TaskContext`;
+readonlyRootFilesystem, privileged, mounts, volumesFrom, logConfiguration (`LOCAL_LOG_DRIVERS`, the
+drivers a plain engine has), port bindings and network mode; and the names of what a task makes on an
+engine (`container_name`, `network_name`, `volume_name`), used alike to create and to remove them.
+The request does not depend on the launch type: a FARGATE task definition states `networkMode: awsvpc`.
+Pure: resolved environment values, volume and container ids come in through `TaskContext`;
 this module must not read files or call an engine.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,19 +39,31 @@ class TaskContext:
     service: str | None
     task_spec: Mapping[str, Any]  # canonical task spec, containers included
     publish_address: str = "0.0.0.0"
-    launch_type: str = "EC2"
     network: str | None = None  # user-defined bridge network of a multi-container bridge task
     namespace_holder: str | None = None  # container id whose namespaces the task shares (awsvpc pause)
     volumes: Mapping[str, str] = field(default_factory=dict)  # task volume name -> docker volume or host path
-    host_volumes: frozenset[str] = frozenset()  # task volume names that are bind mounts
     container_ids: Mapping[str, str] = field(default_factory=dict)  # already-created containers of the task
     started_by: str = ""
     created_at: str = ""
 
 
+def task_owner(ctx: TaskContext) -> str:
+    """What the names of a task's containers, network and volumes start with: its service, else its family."""
+    return ctx.service or ctx.family
+
+
 def container_name(ctx: TaskContext, container: str) -> str:
-    owner = ctx.service or ctx.family
-    return f"{owner}-{container}-{ctx.task_id[:12]}"
+    return f"{task_owner(ctx)}-{container}-{ctx.task_id[:12]}"
+
+
+def network_name(owner: str, task_id: str) -> str:
+    """The user-defined bridge network of a multi-container bridge task."""
+    return f"{owner}-net-{task_id[:12]}"
+
+
+def volume_name(owner: str, task_id: str, volume: str) -> str:
+    """The Docker volume behind task-scoped volume `volume` of the task."""
+    return f"{owner}-vol-{volume}-{task_id[:12]}"
 
 
 def base_labels(ctx: TaskContext) -> dict[str, str]:
@@ -272,9 +286,3 @@ def container_request(c: Mapping[str, Any], ctx: TaskContext, environment: Mappi
         aliases=tuple(aliases),
     )
 
-
-def describe_request(request: api.ContainerCreate) -> str:
-    """A compact JSON rendering for debugging and tests (environment values elided)."""
-    data = {k: v for k, v in request.__dict__.items() if k != "environment"}
-    data["environment"] = sorted(request.environment)
-    return json.dumps(data, sort_keys=True, default=str)

@@ -3,7 +3,11 @@
 Owns the translation from manifest vocabulary to model values: defaults ECS applies (cluster
 `default`, deployment percentages, REPLICA), the local engine as the pool of a cluster that declares no
 engines, and fingerprints of local files a container reads (environment files) so their edits count as
-changes. It must not validate (that happened before) nor talk to engines.
+changes. A fingerprint is the path as written plus a hash of the content, never the resolved path, so
+the same manifests checked out in another directory (the daemon's Git mode) hash the same; the files
+are read at container creation, relative to the manifest's directory (`resolve`, from the executor).
+A task definition is built from its own document only, whatever services use it.
+It must not validate (that happened before) nor talk to engines.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.engine import translate
 from reconciler.manifests import document
 from reconciler.model import normalize, spec
 
@@ -82,7 +87,8 @@ def cluster(doc: document.Document, environ: Mapping[str, str] | None = None) ->
 
 
 def _file_fingerprints(raw: Mapping[str, Any], base: str) -> dict[str, Any]:
-    """Environment files named by a local path carry their absolute path and a content hash."""
+    """Environment files named by a local path keep their path as written and gain a content hash
+    (`sha256`, or `missing`); the file is read relative to `base`, the manifest's directory."""
     containers = []
     for c in raw.get("containerDefinitions") or []:
         files = []
@@ -91,21 +97,20 @@ def _file_fingerprints(raw: Mapping[str, Any], base: str) -> dict[str, Any]:
             if value.startswith("arn:"):
                 files.append(dict(f))
                 continue
-            path = os.path.normpath(os.path.join(base, value))
             try:
-                with open(path, "rb") as fh:
+                with open(os.path.join(base, value), "rb") as fh:
                     sha = hashlib.sha256(fh.read()).hexdigest()[:16]
             except OSError:
                 sha = "missing"
-            files.append({**f, "value": path, "sha256": sha})
+            files.append({**f, "sha256": sha})
         containers.append({**c, "environmentFiles": files} if files else c)
     return {**raw, "containerDefinitions": containers}
 
 
-def task_definition(doc: document.Document, launch_type: str = spec.EC2) -> spec.TaskDefinition:
+def task_definition(doc: document.Document) -> spec.TaskDefinition:
     raw = dict(doc.spec)
     resolved = _file_fingerprints(raw, os.path.dirname(doc.path))
-    canonical = normalize.task_definition(resolved, launch_type)
+    canonical = normalize.task_definition(resolved)
     warnings = tuple(_local_warnings(canonical))
     return spec.TaskDefinition(
         family=doc.name,
@@ -117,16 +122,13 @@ def task_definition(doc: document.Document, launch_type: str = spec.EC2) -> spec
     )
 
 
-LOCAL_LOG_DRIVERS = ("json-file", "local", "syslog", "journald", "gelf", "fluentd", "none")
-
-
 def _local_warnings(canonical: Mapping[str, Any]) -> list[str]:
     """What a task definition asks for that a plain Docker engine cannot honour."""
     out = []
     for c in canonical.get("containerDefinitions", []):
         name = c.get("name")
         driver = (c.get("logConfiguration") or {}).get("logDriver")
-        if driver and driver not in LOCAL_LOG_DRIVERS:
+        if driver and driver not in translate.LOCAL_LOG_DRIVERS:
             out.append(f"container {name}: log driver {driver} is not available locally; using json-file")
         for s in c.get("secrets") or []:
             if not str(s.get("valueFrom", "")).startswith(("file:", "env:", "/")):
@@ -195,17 +197,11 @@ def without_extensions(value: Any, parent: str | None = None) -> Any:
 
 
 def desired_state(documents: list[document.Document], environ: Mapping[str, str] | None = None) -> spec.DesiredState:
-    """The desired state of valid documents. Task definitions used by FARGATE services get FARGATE limits."""
+    """The desired state of valid documents."""
     documents = [
         document.Document(d.path, d.index, without_extensions(d.body), d.positions) for d in documents
     ]
     clusters = {d.name: cluster(d, environ) for d in documents if d.kind == "Cluster"}
     services = {d.name: service(d) for d in documents if d.kind == "Service"}
-    fargate_families = {s.task_definition for s in services.values() if s.launch_type == spec.FARGATE}
-    tds = {}
-    for d in documents:
-        if d.kind == "TaskDefinition":
-            compat = d.spec.get("requiresCompatibilities") or []
-            fargate = d.name in fargate_families or compat == ["FARGATE"]
-            tds[d.name] = task_definition(d, spec.FARGATE if fargate else spec.EC2)
+    tds = {d.name: task_definition(d) for d in documents if d.kind == "TaskDefinition"}
     return spec.DesiredState(clusters=clusters, task_definitions=tds, services=services)

@@ -7,7 +7,6 @@ It must not read files or know any rule; the loader builds documents and the che
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,9 +101,6 @@ class Diagnostic:
             "message": self.message,
             "severity": self.severity,
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 def file_diagnostic(path: str, message: str, line: int = 1, col: int = 1) -> Diagnostic:

@@ -2,11 +2,12 @@
 
 Owns `check(valid, all_docs)`, the third stage of the validation pipeline (loader -> schema -> here), and
 the rules that span documents: unique names per kind, Service -> Cluster and Service -> TaskDefinition
-references, and cluster-wide rules (instance names unique, each endpoint in one place only). Rules about
-one task definition live in semantic_taskdef.py (task level) and semantic_containers.py (containers of a
-task), about a service with its task definition and cluster (including the cluster policy) in
-semantic_service.py, and about auto scaling in semantic_autoscaling.py. This module runs them all and
-returns every problem at once, each located at the offending field with a one-sentence message.
+references, and cluster-wide rules (instance and fargate endpoint names unique together, each endpoint
+in one place only). Rules about one task definition live in semantic_taskdef.py (task level) and
+semantic_containers.py (containers of a task), about a service with its task definition and cluster
+(including the cluster policy) in semantic_service.py, and about auto scaling in semantic_autoscaling.py.
+This module runs them all and returns every problem at once, each located at the offending field with
+a one-sentence message.
 
 Rules run only on `valid` documents (the schema accepted their shape), but names resolve against
 `all_docs`, so a reference to a document that merely failed the schema is not reported as missing; such a
@@ -146,7 +147,8 @@ def _endpoint_key(value: str) -> str:
 
 
 def rule_clusters(ctx: Context) -> Diagnostics:
-    """Instance and fargate endpoint names unique per cluster; every endpoint used once across clusters."""
+    """Names unique per cluster across `instances` and `fargate.endpoints` together; every endpoint used
+    once across clusters."""
     endpoints: dict[str, tuple[document.Document, document.Pointer]] = {}
     for doc in ctx.of_kind("Cluster"):
         spec = doc.spec
@@ -158,8 +160,8 @@ def rule_clusters(ctx: Context) -> Diagnostics:
             (("spec", "fargate", "endpoints", i), taskdef.mapping(x))
             for i, x in enumerate(taskdef.items(taskdef.mapping(spec.get("fargate")).get("endpoints")))
         ]
+        names: dict[str, document.Pointer] = {}  # one namespace: the model finds instances by name in both
         for group, what in ((hosts, "instance"), (fargate, "fargate endpoint")):
-            names: dict[str, document.Pointer] = {}
             for at, host in group:
                 name = taskdef.string(host.get("name"))
                 if name is None:

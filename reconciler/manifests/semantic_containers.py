@@ -3,7 +3,8 @@
 Owns network-mode rules (hostPort under awsvpc/host, no ports under none, hostname/extraHosts/links),
 health checks, dependsOn (targets, conditions, cycles), references inside the task (mountPoints to
 volumes, volumesFrom, links, proxyConfiguration, inference accelerators, unique volume names), port
-conflicts, and awslogs options. Task-level size, Fargate and placement rules are in
+conflicts, awslogs options, and dockerLabels keys reserved for the reconciler's own labels
+(`labels.PREFIX`, which would forge ownership). Task-level size, Fargate and placement rules are in
 semantic_taskdef.py, which also provides the accessors used here.
 
 It must not do I/O, must not raise on odd values, and must not look at other documents.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
+from reconciler import labels
 from reconciler.manifests import document
 from reconciler.manifests import semantic_taskdef as td
 
@@ -279,6 +281,18 @@ def rule_log_configuration(doc: document.Document) -> Diagnostics:
                 )
 
 
+def rule_docker_labels(doc: document.Document) -> Diagnostics:
+    """No dockerLabels key under the reconciler's own prefix: those labels say who owns a container."""
+    for i, c in td.containers(doc):
+        for key in td.mapping(c.get("dockerLabels")):
+            if str(key).startswith(labels.PREFIX):
+                yield doc.diagnostic(
+                    td.at_container(i, "dockerLabels", str(key)),
+                    f"container {td.label(c, i)}: dockerLabels key {key!r} is reserved: keys starting with "
+                    f"{labels.PREFIX!r} are the reconciler's own ownership labels",
+                )
+
+
 RULES: tuple[Callable[[document.Document], Diagnostics], ...] = (
     rule_network_mode,
     rule_health_checks,
@@ -286,4 +300,5 @@ RULES: tuple[Callable[[document.Document], Diagnostics], ...] = (
     rule_references,
     rule_ports,
     rule_log_configuration,
+    rule_docker_labels,
 )

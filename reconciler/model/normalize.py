@@ -5,7 +5,9 @@ defaults, empty lists equal to missing keys, ...) so that an unchanged manifest 
 and hashing that canonical form. Only fields that change what runs are part of it: roles, tags and
 placement live elsewhere and never replace a task. Observed specs are read back from container labels,
 which hold this same canonical form, so both sides of a diff are normalized by the same code.
-It must not do I/O; `manifests.build` resolves files before calling in.
+A task definition's canonical form and hash depend on that task definition alone: not on the services
+using it, their launch type, nor the directory its manifest was checked out in.
+It must not do I/O; `manifests.build` fingerprints local files before calling in.
 """
 
 from __future__ import annotations
@@ -16,10 +18,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.model import units
-
-# Task-level fields that shape the running containers; the rest (roles, tags, placement, compatibilities)
-# is bookkeeping or scheduling and must not cause a replacement.
-TASK_RUNTIME_FIELDS = ("networkMode", "cpu", "memory", "pidMode", "ipcMode", "volumes")
 
 _FALSE_DEFAULTS = (
     "privileged",
@@ -123,9 +121,17 @@ def _volume(v: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def task_definition(spec: Mapping[str, Any], launch_type: str = "EC2") -> dict[str, Any]:
-    """Canonical runtime form of a task definition spec (ECS RegisterTaskDefinition input)."""
-    network_mode = spec.get("networkMode") or ("awsvpc" if launch_type == "FARGATE" else "bridge")
+def task_definition(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical runtime form of a task definition spec (ECS RegisterTaskDefinition input).
+
+    Task-level fields that shape the running containers (networkMode, cpu, memory, pidMode, ipcMode,
+    volumes) and the containers; the rest (roles, tags, placement, compatibilities) is bookkeeping or
+    scheduling and must not cause a replacement.
+
+    It depends on this spec alone, never on the services that use it: the launch type is not part of it
+    (a FARGATE task definition states `networkMode: awsvpc`, validation sees to that, and the containers
+    it runs are the same either way)."""
+    network_mode = spec.get("networkMode") or "bridge"
     out: dict[str, Any] = {"networkMode": network_mode}
     if spec.get("cpu") not in (None, ""):
         out["cpu"] = units.parse_cpu(spec["cpu"])
@@ -139,8 +145,6 @@ def task_definition(spec: Mapping[str, Any], launch_type: str = "EC2") -> dict[s
         (container(c, network_mode) for c in spec.get("containerDefinitions") or []),
         key=lambda c: str(c.get("name", "")),
     )
-    if launch_type == "FARGATE":
-        out["launchType"] = "FARGATE"
     return _prune(out)
 
 
