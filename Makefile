@@ -1,6 +1,7 @@
 # reconciler: developer and CI entry points (GNU make).
 #
-#   make deps    install docker.io, busybox-static (and python3-venv, iproute2) where missing; root only
+#   make deps    install docker.io, busybox-static (and python3-venv, iproute2) where missing, and mount
+#                the cgroup v1 controllers containerd needs (scripts/ensure-cgroups); root only
 #   make venv    .venv with `pip install -e .[test]`, redone when pyproject.toml changes
 #   make test    deps + venv, then pytest over tests/ (real private Docker engines included)
 #   make demo    deps + venv + a running system engine + the demo image, then validate/apply/get manifests/
@@ -41,6 +42,7 @@ deps:
 	export DEBIAN_FRONTEND=noninteractive; \
 	apt-get update -q; \
 	apt-get install -y -q $$missing
+	@scripts/ensure-cgroups
 
 venv: $(STAMP)
 
