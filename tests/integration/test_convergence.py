@@ -311,20 +311,27 @@ def test_unreachable_engine_is_one_line_error(ws, command):
 def test_second_apply_is_refused_while_one_holds_the_cluster_lock(ws):
     td = h.task_definition(
         "app",
-        h.container("init", "sleep 3", essential=False),
+        h.container("init", "while [ ! -e /tmp/go ]; do sleep 0.1; done", essential=False),
         h.container("app", dependsOn=[{"containerName": "init", "condition": "SUCCESS"}]),
-    )  # the first apply holds the lock at least until init is done
+    )  # the first apply holds the lock until the test lets init finish
     ws.write("app.yaml", td, h.service("app", "app", 1))
 
     first = ws.start("apply", "--yes", log="first")
     h.wait_for(lambda: "Plan: 1 to add" in ws.output(first), what="the first apply to plan (under the lock)")
-    assert first.poll() is None, ws.output(first)
+    (init,) = h.wait_for(
+        lambda: [c for c in h.managed(ws.client, container="init") if c["State"] == "running"],
+        what="the init container to run",
+    )
     second = ws.cli("apply", "--yes")
     assert second.exit_code != 0
     assert "cluster test is locked by another reconciler" in second.stderr, second.stderr
     assert "Traceback" not in second.stderr
+    assert first.poll() is None, ws.output(first)
 
-    waited = ws.cli("apply", "--yes", "--lock-wait", "60s", check=0)
+    waiting = ws.start("apply", "--yes", "--lock-wait", "60s", log="waiting")
+    exec_id = ws.client.api.exec_create(init["Id"], ["touch", "/tmp/go"])["Id"]
+    ws.client.api.exec_start(exec_id)
     assert first.wait(timeout=60) == 0, ws.output(first)
-    assert "Plan: 0 to add, 0 to replace, 0 to remove." in waited.stdout, "it waited, then found nothing to do"
+    assert waiting.wait(timeout=60) == 0, ws.output(waiting)
+    assert "Plan: 0 to add, 0 to replace, 0 to remove." in ws.output(waiting), "it waited, then found nothing to do"
     assert len(h.running_task_ids(ws.client, "app")) == 1
