@@ -1,10 +1,14 @@
-"""The state directory: the writer lock and the history of stopped tasks.
+"""The state directory: the writer lock, the history of stopped tasks and what the engines last ran.
 
 Owns where state lives (`--state-dir`, else `RECONCILER_STATE_DIR`, else `$XDG_STATE_HOME/reconciler`,
 else `~/.local/state/reconciler`), the per-cluster lock that lets one writer at a time converge a
-cluster (shared by `apply` and the daemon), and a bounded log of stopped tasks so `describe` can still
-explain a task after its containers are gone. Running tasks are never recorded here: the engines'
-labels are the source of truth for them. It must not plan or talk to engines.
+cluster (shared by `apply` and the daemon), a bounded log of stopped tasks so `describe` can still
+explain a task after its containers are gone, the last-known running tasks of every instance
+(`<cluster>.instances.json`, written by `recall`, read back only for an instance that stops answering:
+the engines' labels stay the source of truth for what runs), and the daemon's crash-loop backoff and
+auto scaling state. Files are replaced atomically (a unique temporary file in the same directory, then a
+rename); `recall`'s read-modify-write is serialized per (state directory, cluster) within the process.
+It must not plan or talk to engines.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +26,9 @@ from reconciler import filelock
 from reconciler.model import observed as obs
 
 STOPPED_LOG_LIMIT = 1000
+
+_recall_locks: dict[tuple[str, str], threading.Lock] = {}
+_recall_locks_guard = threading.Lock()
 
 
 class LockTimeout(Exception):
@@ -64,11 +73,9 @@ class StateDir:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(dict(entry), sort_keys=True, default=str) + "\n")
         if os.path.getsize(path) > STOPPED_LOG_LIMIT * 4096:
-            lines = open(path, encoding="utf-8").read().splitlines()[-STOPPED_LOG_LIMIT:]
-            tmp = path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write("\n".join(lines) + "\n")
-            os.replace(tmp, path)
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()[-STOPPED_LOG_LIMIT:]
+            _write_text(path, "\n".join(lines) + "\n")
 
     def save_backoff(self, cluster: str, entries: Mapping[str, Any]) -> None:
         """The daemon's crash-loop backoff per service, for `describe service`."""
@@ -129,10 +136,29 @@ class StateDir:
 
 
 def _write_json(path: str, value: Any) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(value, fh, sort_keys=True)
-    os.replace(tmp, path)
+    _write_text(path, json.dumps(value, sort_keys=True))
+
+
+def _write_text(path: str, text: str) -> None:
+    """Replaces `path` atomically through a temporary file of its own (unique per call, not per process)."""
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _recall_lock(store: StateDir, cluster: str) -> threading.Lock:
+    key = (os.path.abspath(store.path), cluster)
+    with _recall_locks_guard:
+        return _recall_locks.setdefault(key, threading.Lock())
 
 
 def recall(store: StateDir, cstate: obs.ClusterState, now: float, write: bool = True) -> obs.ClusterState:
@@ -140,8 +166,14 @@ def recall(store: StateDir, cstate: obs.ClusterState, now: float, write: bool = 
 
     An instance whose engine stops answering keeps its last-known service tasks as `unknown` tasks, and
     the time it was first seen down, so the planner can count them during a grace period instead of
-    placing duplicates at once.
+    placing duplicates at once. Workers and the auto scaler call it concurrently: the read-modify-write of
+    a cluster's file is serialized within the process (one writer process per cluster holds its lock).
     """
+    with _recall_lock(store, cstate.cluster):
+        return _recall(store, cstate, now, write)
+
+
+def _recall(store: StateDir, cstate: obs.ClusterState, now: float, write: bool) -> obs.ClusterState:
     path = os.path.join(store.path, f"{cstate.cluster}.instances.json")
     try:
         with open(path, encoding="utf-8") as fh:

@@ -1,10 +1,13 @@
 """`watch`: the long-running daemon that keeps clusters converged.
 
 Owns wiring the daemon together for one run: logging (text or JSON), the manifest source (a directory
-tree, or a Git branch polled into the state directory), the writer locks of the clusters (shared with
-`apply`), the HTTP status listener, the triggers and the workers, and an orderly shutdown on SIGTERM
-or SIGINT (triggers stop, in-flight work finishes, locks are released, exit 0; tasks keep running).
-The reconcile loop itself is `daemon.controller`'s.
+tree, or a Git branch polled into the state directory), the cluster membership (writer locks shared with
+`apply` and engine event followers, re-synced by the controller with every desired state it adopts),
+the auto scaler, the HTTP status listener, the triggers and the workers, and an orderly shutdown on
+SIGTERM or SIGINT: triggers stop, in-flight work finishes however long it takes, locks are released,
+exit 0; tasks keep running. A second signal abandons the in-flight work (logged; locks released; the
+process exits 0 at once): the executor's next run removes what a start cut short. The reconcile loop
+itself is `daemon.controller`'s. The Git URL is only ever logged redacted.
 """
 
 from __future__ import annotations
@@ -20,15 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler import state
 from reconciler.commands import common
-from reconciler.daemon import autoscaler, server, triggers
+from reconciler.daemon import autoscaler, membership, server, triggers
 from reconciler.daemon import controller as C
 from reconciler.daemon import metrics as M
 from reconciler.environment import Environment
 from reconciler.errors import ExitStatus, UserError
 from reconciler.manifests import validate
-from reconciler.model import units
+from reconciler.model import spec, units
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -105,7 +107,7 @@ class _GitPoller(threading.Thread):
         self.tree: str | None = None
         self.applied: str | None = None
         self.rejected: set[str] = set()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def revision(self) -> str | None:
         return self.applied
@@ -132,7 +134,7 @@ class _GitPoller(threading.Thread):
             head = self.source.fetch()
             if head == self.applied or head in self.rejected:
                 return
-            tree = self.source.checkout(head)
+            tree = self.source.checkout(head, keep=[self.applied] if self.applied else [])  # the applied tree is read
             info = self.source.commit_info(head)
         except Exception as e:  # noqa: BLE001 - GitError and OS errors alike: log and retry next interval
             log.error("git: %s", e)
@@ -145,20 +147,30 @@ class _GitPoller(threading.Thread):
             log.error("commit %s is invalid (%d errors); staying on last good commit %s", head[:12], len(result.errors), kept,
                       extra={"commit": head, "subject": info.get("subject")})
             self.rejected.add(head)
-            self.source.save_record(applied=head, good=self.applied)
+            self._save(applied=head, good=self.applied)
             return
         self.tree, self.applied = tree, head
-        self.source.save_record(applied=head, good=head)
+        self._save(applied=head, good=head)
         self.metrics.set_commit(head)
         log.info("applying commit %s: %s", head[:12], info.get("subject", ""), extra={"commit": head, "author": info.get("author")})
         self.ctl.enqueue(triggers.ALL)
 
+    def _save(self, applied: str, good: str | None) -> None:
+        """Records the commits; a failure only costs a repeated announcement after a restart."""
+        try:
+            self.source.save_record(applied=applied, good=good)
+        except (OSError, ValueError) as e:
+            log.error("git: cannot record commit %s: %s", applied[:12], e, extra={"commit": applied})
+
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.poll()
+        while not self._stopping.wait(self.interval):
+            try:
+                self.poll()
+            except Exception as e:  # noqa: BLE001 - the poller must outlive any one failed poll
+                log.error("git: poll failed: %s", e, exc_info=True)
 
 
 def watch(env: Environment, options: WatchOptions) -> ExitStatus:
@@ -173,41 +185,52 @@ def watch(env: Environment, options: WatchOptions) -> ExitStatus:
         lock_wait=_seconds("--lock-wait", options.lock_wait) if options.lock_wait else 0.0,
     )
     interval = _seconds("--interval", options.interval)
+    scaling_period = _seconds("--scaling-period", options.scaling_period)
     if options.listen != "off":
         try:
             server.parse_listen(options.listen)
         except ValueError as e:
             raise UserError(f"--listen {options.listen}: {e}") from None
     metrics = M.Metrics()
+    ctl = C.Controller(env, settings, metrics)
+    members = membership.Membership(ctl.store, _follower(ctl), guard=ctl.cluster_lock, lock_wait=settings.lock_wait)
+    ctl.membership = members
+    scaler = autoscaler.Autoscaler(ctl, scaling_period)
+    ctl.listeners.append(scaler.adopt)  # restores the saved counts when the first desired state arrives
+    try:
+        return _run(ctl, members, scaler, options, settings, metrics, interval)
+    finally:
+        members.close()
+
+
+def _run(ctl: C.Controller, members: membership.Membership, scaler: autoscaler.Autoscaler, options: WatchOptions,
+         settings: C.Settings, metrics: M.Metrics, interval: float) -> ExitStatus:
     poller: _GitPoller | None = None
+    shown = ", ".join(settings.paths)
     if options.git:
         from reconciler.daemon import gitsource
 
-        store = env.state()
-        source = gitsource.GitSource(options.git, options.branch, store.path, options.subdir)
-        ctl = C.Controller(env, settings, metrics)
+        shown = gitsource.redact(options.git)
+        source = gitsource.GitSource(options.git, options.branch, ctl.store.path, options.subdir)
         poller = _GitPoller(source, ctl, metrics, interval)
         ctl.manifest_paths = poller.paths
         ctl.revision = poller.revision
         poller.start_from_record()
         if poller.applied:
             metrics.set_commit(poller.applied)
-    else:
-        ctl = C.Controller(env, settings, metrics)
-    ctl.load()
+    ctl.load()  # adopting takes the clusters' locks, starts their followers, sweeps their leftovers
     if ctl.desired is None and not options.git:
         raise UserError("no valid manifests to start from; fix the errors above (the daemon never starts on invalid input)")
 
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop, abandon = threading.Event(), threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        (abandon if stop.is_set() else stop).set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     with contextlib.ExitStack() as stack:
-        clusters = sorted(ctl.desired.clusters) if ctl.desired else []
-        try:
-            for name in clusters:
-                stack.enter_context(ctl.store.lock(name, settings.lock_wait))
-        except state.LockTimeout as e:
-            raise UserError(f"{e}; is another daemon or apply running?") from None
-        http = None
+        for sig, handler in previous.items():
+            stack.callback(signal.signal, sig, handler)
         if options.listen != "off":
             try:
                 http = server.StatusServer(options.listen, ctl.status, ctl.ready, metrics)
@@ -216,32 +239,54 @@ def watch(env: Environment, options: WatchOptions) -> ExitStatus:
                 raise UserError(str(e)) from None
             stack.callback(http.stop)
             log.info("listening on %s (/healthz /readyz /metrics /status)", http.url)
-        stoppers = _start_triggers(ctl, options, settings, poller)
-        scaler = autoscaler.Autoscaler(ctl, _seconds("--scaling-period", options.scaling_period))
-        if ctl.desired is not None:
-            scaler.restore(ctl.desired)
-            ctl.desired_counts.update(scaler.counts)
+        stoppers = [scaler.stop, *_start_triggers(ctl, settings, poller), members.stop_following]
         scaler.start()
-        stoppers.insert(0, scaler.stop)
-        ctl.collect_garbage()  # before the workers: a sweep must not race a task being started
         ctl.start_workers()
         ctl.enqueue(triggers.ALL)
-        log.info("watching %s; clusters: %s", options.git or ", ".join(settings.paths), ", ".join(clusters) or "none")
+        log.info("watching %s; clusters: %s", shown, ", ".join(members.held()) or "none")
         try:
             while not stop.wait(0.5):
                 pass
         finally:
-            log.info("shutting down: stopping triggers, letting in-flight work finish")
+            log.info("shutting down: stopping triggers, letting in-flight work finish (a second signal abandons it)")
             for s in stoppers:
                 s()
-            ctl.stop_workers()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            if not ctl.stop_workers(abandon):
+                _abandon(members)
     log.info("stopped; running tasks are left running")
     return ExitStatus.OK
 
 
-def _start_triggers(ctl: C.Controller, options: WatchOptions, settings: C.Settings, poller: _GitPoller | None) -> list:
+def _abandon(members: membership.Membership) -> None:
+    """Exits at once, in-flight work cut short: safe, as the executor's next run removes what a start left
+    (a task's network or containers without the rest); the interpreter would wait for the action pools."""
+    log.warning("second signal: abandoning in-flight work; the next run cleans up any task it cut short")
+    members.close()
+    log.info("stopped; running tasks are left running")
+    logging.shutdown()
+    os._exit(int(ExitStatus.OK))
+
+
+def _follower(ctl: C.Controller) -> membership.Follow:
+    """Starts an engine event follower for (cluster, instance), feeding the controller's queue."""
+
+    def follow(cluster: str, inst: spec.Instance) -> triggers.EngineEvents:
+        follower = triggers.EngineEvents(
+            cluster,
+            connect=lambda: ctl.engines.get(inst),
+            enqueue=ctl.enqueue,
+            enqueue_after=ctl.queue.add_after,
+            on_reconnect=lambda: ctl.enqueue(triggers.ALL),
+            on_status=lambda up: ctl.metrics.set_engine_up(cluster, inst.endpoint, up) if ctl.metrics else None,
+        )
+        follower.start()
+        return follower
+
+    return follow
+
+
+def _start_triggers(ctl: C.Controller, settings: C.Settings, poller: _GitPoller | None) -> list:
+    """The Git poller or the file watcher, and the periodic resync; engine followers are membership's."""
     stoppers = []
     if poller is not None:
         poller.start()
@@ -250,22 +295,6 @@ def _start_triggers(ctl: C.Controller, options: WatchOptions, settings: C.Settin
         files = triggers.FileTrigger(settings.paths, lambda: ctl.enqueue(triggers.ALL), settings.debounce)
         files.start()
         stoppers.append(files.stop)
-    seen: set[str] = set()
-    for cluster in (ctl.desired.clusters.values() if ctl.desired else []):
-        for inst in cluster.all_instances():
-            if inst.endpoint in seen:
-                continue
-            seen.add(inst.endpoint)
-            follower = triggers.EngineEvents(
-                cluster.name,
-                connect=lambda i=inst: ctl.engines.get(i),
-                enqueue=ctl.enqueue,
-                enqueue_after=ctl.queue.add_after,
-                on_reconnect=lambda: ctl.enqueue(triggers.ALL),
-                on_status=lambda up, c=cluster.name, e=inst.endpoint: ctl.metrics.set_engine_up(c, e, up),
-            )
-            follower.start()
-            stoppers.append(follower.stop)
     resync = triggers.Resync(settings.resync, ctl.enqueue)
     resync.start()
     stoppers.append(resync.stop)

@@ -5,8 +5,11 @@ tasks' containers gathered concurrently across engines (the previous sample per 
 since a one-shot sample has no `precpu_stats`), utilisation as ECS defines it, customized metrics from
 their HTTP endpoints (or any other `scaling.source.MetricSource`), `scaling.policy.decide`, and the
 result: the desired count the controller plans with, decisions in the log and metrics, and everything
-persisted in the state directory so a restart neither flaps nor forgets cooldowns. The decision rules
-are `scaling.policy`'s; this module must not decide nor act on engines beyond reading stats.
+persisted in the state directory so a restart neither flaps nor forgets cooldowns. The controller hands
+it every desired state it adopts (`adopt`): the first one restores what a previous run saved, and a
+service that lost its `autoScaling` block is forgotten (its count goes back to the manifest). A
+customized metric that starts or stops failing is logged once per change. The decision rules are
+`scaling.policy`'s; this module must not decide nor act on engines beyond reading stats.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from reconciler.engine import api
+from reconciler.model import normalize, spec
 from reconciler.model import observed as obs
-from reconciler.model import spec
 from reconciler.planning import planner, resources
 from reconciler.scaling import policy, source, stats
 
@@ -33,6 +36,11 @@ HISTORY = 20
 STATS_CONCURRENCY = 128
 
 
+def scaled(svc: spec.Service) -> bool:
+    """True for a service whose desired count the auto scaler owns."""
+    return bool(svc.auto_scaling) and svc.scheduling_strategy == spec.REPLICA
+
+
 class Autoscaler:
     def __init__(self, ctl: Any, period: float = DEFAULT_PERIOD, metric_source: source.MetricSource | None = None):
         self.ctl = ctl
@@ -43,7 +51,9 @@ class Autoscaler:
         self.states: dict[str, policy.ScalingState] = {}
         self.decisions: dict[str, list[dict[str, Any]]] = {}
         self.counts: dict[str, tuple[int, str]] = {}
-        self._configs: dict[str, tuple[int, policy.ScalingConfig]] = {}
+        self._configs: dict[str, tuple[str, policy.ScalingConfig]] = {}
+        self._failing: set[tuple[str, str]] = set()  # (service, metric key) of customized metrics failing now
+        self._restored = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,6 +68,35 @@ class Autoscaler:
                 self.states[name] = policy.ScalingState.from_dict(entry.get("state"))
                 self.decisions[name] = list(entry.get("decisions") or [])[-HISTORY:]
         self.counts.update(self.ctl.store.scaled_counts(desired.services.values()))
+
+    def adopt(self, previous: spec.DesiredState | None, desired: spec.DesiredState) -> None:
+        """Called by the controller with each desired state it adopts, before its workers see it. The first
+        one restores the previous run's counts (handed to the controller); services no longer scaled are
+        forgotten, so re-adding `autoScaling` later starts from the manifest's desiredCount again."""
+        if not self._restored:
+            self._restored = True
+            self.restore(desired)
+            self.ctl.restore_counts(self.counts)
+        stale = self._known() - {s.name for s in self.scaled_services(desired)}
+        self.forget(stale)
+        sink = self.ctl.metrics
+        for svc in (previous.services.values() if previous and sink else []):
+            if svc.name in stale:
+                sink.forget_desired(svc.cluster, svc.name, "autoscaling")
+
+    def _known(self) -> set[str]:
+        return (set(self.counts) | set(self.states) | set(self.decisions) | set(self._configs) | self.samples.services()
+                | {service for service, _ in self._failing})
+
+    def forget(self, services: set[str]) -> None:
+        """Drops everything kept about `services` (counts, policy states, decisions, samples, config)."""
+        for name in services:
+            self.counts.pop(name, None)
+            self.states.pop(name, None)
+            self.decisions.pop(name, None)
+            self._configs.pop(name, None)
+            self.samples.forget(name)
+            self._failing = {k for k in self._failing if k[0] != name}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
@@ -78,18 +117,17 @@ class Autoscaler:
     # -- one round --------------------------------------------------------------------------------
 
     def _config(self, svc: spec.Service) -> policy.ScalingConfig:
+        """The parsed block, cached by its canonical JSON (an id() could be reused by a later block)."""
         block = svc.auto_scaling or {}
+        text = normalize.canonical_json(block)
         cached = self._configs.get(svc.name)
-        if cached is None or cached[0] != id(block):
-            cached = (id(block), policy.ScalingConfig.from_manifest(block))
+        if cached is None or cached[0] != text:
+            cached = (text, policy.ScalingConfig.from_manifest(block))
             self._configs[svc.name] = cached
         return cached[1]
 
     def scaled_services(self, desired: spec.DesiredState) -> list[spec.Service]:
-        return sorted(
-            (s for s in desired.services.values() if s.auto_scaling and s.scheduling_strategy == spec.REPLICA),
-            key=lambda s: s.name,
-        )
+        return sorted((s for s in desired.services.values() if scaled(s)), key=lambda s: s.name)
 
     def evaluate(self, now: float) -> dict[str, policy.Decision]:
         """One evaluation of every scaled service; returns the decisions by service name."""
@@ -151,9 +189,27 @@ class Autoscaler:
             if custom:
                 for key, value in self.custom.collect(svc.name, custom, now).items():
                     self.samples.add(svc.name, key, now, value)
+                self._report_metric_errors(svc, custom)
         for cid in list(self.previous):
             if cid not in live:
                 del self.previous[cid]
+
+    def _report_metric_errors(self, svc: spec.Service, metrics: list[policy.Metric]) -> None:
+        """Logs a customized metric once when it starts failing and once when it answers again (a source
+        that keeps `errors[(service, metric key)]`, as HttpMetricSource does; others are not asked)."""
+        errors = getattr(self.custom, "errors", None)
+        if not isinstance(errors, Mapping):
+            return
+        extra = {"service": svc.name, "cluster": svc.cluster}
+        for m in metrics:
+            key = (svc.name, m.key)
+            error = errors.get(key)
+            if error and key not in self._failing:
+                self._failing.add(key)
+                log.warning("service %s: customized metric %s cannot be read: %s", svc.name, m.label, error, extra={**extra, "url": m.url})
+            elif not error and key in self._failing:
+                self._failing.discard(key)
+                log.info("service %s: customized metric %s answers again", svc.name, m.label, extra={**extra, "url": m.url})
 
     def _stats(self, jobs: list[tuple[api.Engine, str]]) -> dict[str, Mapping[str, Any]]:
         if not jobs:

@@ -3,9 +3,14 @@
 Owns the desired state the daemon converges to (the last valid manifests: an invalid or half-written
 tree is logged in `validate`'s format and never tears anything down), the worker threads that take
 keys from the work queue, the meaning of a key (ALL: reload, observe every cluster once, enqueue the
-services that need work; a service key: re-observe its cluster, plan that service, execute), per-service
-crash-loop backoff (about 10 s doubling to 5 min, reset after 10 min without failures), and the status
-and metrics it reports. Deciding is the planner's and acting the executor's; triggers only enqueue.
+services that need work; a service key: re-observe its cluster, plan that service, execute), one writer
+per cluster inside the process (a service key holds its cluster's lock from observe to execute, so two
+services of a cluster never plan against the same observation and double-book memory or host ports),
+per-service crash-loop backoff (about 10 s doubling to 5 min, reset after 10 min without failures), and
+the status and metrics it reports. Each desired state it adopts is handed to `membership` (which
+clusters it may write, which engines are followed) and to its listeners (the auto scaler) before the
+workers see it; a cluster whose writer lock another process holds is observed but never written.
+Deciding is the planner's and acting the executor's; triggers only enqueue.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import executor, observe, state
-from reconciler.daemon import triggers, workqueue
+from reconciler.daemon import autoscaler, membership, triggers, workqueue
 from reconciler.environment import Environment
 from reconciler.manifests import build, document, validate
 from reconciler.model import observed as obs
@@ -91,7 +96,11 @@ class Controller:
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.desired_counts: dict[str, tuple[int, str]] = {}  # set by the auto scaler
-        self._service_locks: dict[str, threading.Lock] = {}
+        self.membership: membership.Membership | None = None  # None: every declared cluster is this process's
+        self.listeners: list[Callable[[spec.DesiredState | None, spec.DesiredState], None]] = []
+        self._cluster_locks: dict[str, threading.Lock] = {}
+        self._reported: dict[str, set[str]] = {}  # services whose task series each cluster's last observation set
+        self._sweep_again: set[str] = set()  # clusters swept when locked, to sweep once more after the first execution
         self._lock = threading.Lock()
         self._drift_logged: set[str] = set()
         self._workers: list[threading.Thread] = []
@@ -118,10 +127,47 @@ class Controller:
         if self.manifest_errors:
             log.info("manifests are valid again")
         self.manifest_errors = []
+        self._adopt(desired)
+        return True
+
+    def _adopt(self, desired: spec.DesiredState) -> None:
+        """Makes `desired` the state to converge to: locks and followers first (a newly locked cluster is
+        swept of an interrupted run's leftovers), then listeners, then the workers see it."""
+        previous = self.desired
+        if self.membership is not None:
+            for cluster in self.membership.sync(desired):
+                self._sweep(desired, cluster)
+        self._forget_removed(previous, desired)
+        for listener in self.listeners:
+            try:
+                listener(previous, desired)
+            except Exception as e:  # noqa: BLE001 - a listener's failure must not block adopting manifests
+                log.error("while adopting the manifests: %s", e, exc_info=True)
+        scaled = {s.name for s in desired.services.values() if autoscaler.scaled(s)}
         with self._lock:
             self.desired = desired
             self.desired_revision = self.revision()
-        return True
+            self.desired_counts = {k: v for k, v in self.desired_counts.items() if k in scaled}
+
+    def _forget_removed(self, previous: spec.DesiredState | None, desired: spec.DesiredState) -> None:
+        """Drops the metric series of services and engines that are no longer declared."""
+        if previous is None or not self.metrics:
+            return
+        services = {(s.cluster, s.name) for s in desired.services.values()}
+        for svc in previous.services.values():
+            if (svc.cluster, svc.name) not in services:
+                self.metrics.forget_service(svc.cluster, svc.name)
+        for cluster, endpoint in membership.endpoints(previous) - membership.endpoints(desired):
+            self.metrics.forget_engine(cluster, endpoint)
+
+    def owns(self, cluster: str) -> bool:
+        """True when this process may write `cluster` (it holds the cluster's writer lock)."""
+        return self.membership is None or self.membership.holds(cluster)
+
+    def cluster_lock(self, cluster: str) -> threading.Lock:
+        """The in-process lock a worker holds from observing a cluster to the end of acting on it."""
+        with self._lock:
+            return self._cluster_locks.setdefault(cluster, threading.Lock())
 
     # -- queue ------------------------------------------------------------------------------------
 
@@ -130,23 +176,28 @@ class Controller:
         if self.metrics:
             self.metrics.set_queue_depth(len(self.queue))
 
-    def collect_garbage(self) -> None:
-        """Removes per-task networks and volumes whose task has no containers: what a run killed mid-start
-        (this daemon with SIGKILL, or an `apply`) left behind, as `apply` does before it acts.
+    def _sweep(self, desired: spec.DesiredState, cluster: str) -> None:
+        """Removes per-task networks and volumes of `cluster` whose task has no containers: what a run killed
+        mid-start (this daemon with SIGKILL, or an `apply`) left behind, as `apply` does before it acts.
 
-        Call it with the clusters' locks held and before `start_workers`: a worker creates a task's network
-        before its containers, and a sweep running meanwhile would take that network away.
+        Runs once the cluster's writer lock is newly held, and once more after the first plan executed for
+        the cluster (an engine finishes the requests a killed run had sent, so a network can appear after
+        the first sweep). Always under the cluster's in-process lock: a worker creates a task's network
+        before its containers, and a sweep running meanwhile would take it away.
         """
-        desired = self.desired
-        if desired is None:
-            return
+        with self.cluster_lock(cluster):
+            self._collect_garbage(desired, cluster)
+            self._sweep_again.add(cluster)
+
+    def _collect_garbage(self, desired: spec.DesiredState, cluster: str) -> None:
+        """Observes `cluster` and sweeps it; the caller holds the cluster's in-process lock."""
         try:
-            observed = self._observe(desired, desired.clusters)
+            observed = self._observe(desired, {cluster: desired.clusters[cluster]})
             ex = executor.Executor(desired, self.engines, state_dir=self.store, concurrency=self.settings.concurrency,
                                    environ=self.env.environ, started_by="reconciler-watch")
             ex.collect_garbage(observed)
         except Exception as e:  # noqa: BLE001 - leftovers are harmless; never refuse to start over them
-            log.warning("could not remove leftovers of an interrupted run: %s", e)
+            log.warning("could not remove leftovers of an interrupted run: %s", e, extra={"cluster": cluster})
 
     def start_workers(self) -> None:
         for i in range(max(1, self.settings.workers)):
@@ -154,13 +205,17 @@ class Controller:
             t.start()
             self._workers.append(t)
 
-    def stop_workers(self, timeout: float = 60.0) -> None:
-        """Lets in-flight work finish (up to `timeout`), then returns; queued keys are dropped."""
+    def stop_workers(self, abandon: threading.Event | None = None) -> bool:
+        """Drops queued keys and waits for in-flight work to finish, however long it takes, unless `abandon`
+        is set meanwhile. Returns False when work was abandoned (workers still run: the caller exits)."""
         self.queue.shutdown()
-        deadline = time.monotonic() + timeout
         for t in self._workers:
-            t.join(max(0.0, deadline - time.monotonic()))
+            while t.is_alive():
+                if abandon is not None and abandon.is_set():
+                    return False
+                t.join(0.2)
         self.engines.close()
+        return True
 
     def _work(self) -> None:
         while True:
@@ -192,18 +247,30 @@ class Controller:
             cluster, _, service = key[len("service:") :].partition("/")
             self.reconcile_service(cluster, service)
 
-    def _options(self, targets: frozenset[str] | None) -> planner.Options:
+    def _options(self, desired: spec.DesiredState, targets: frozenset[str] | None) -> planner.Options:
         return planner.Options(
             prune=self.settings.prune,
             targets=targets,
             unreachable_grace=self.settings.unreachable_grace,
-            desired_counts=dict(self.desired_counts),
+            desired_counts=self._scaled_counts(desired),
         )
+
+    def _scaled_counts(self, desired: spec.DesiredState) -> dict[str, tuple[int, str]]:
+        """The auto scaler's counts of the services that still have `autoScaling` (others follow the manifest)."""
+        with self._lock:
+            counts = dict(self.desired_counts)
+        return {name: c for name, c in counts.items() if (svc := desired.services.get(name)) is not None and autoscaler.scaled(svc)}
 
     def scale(self, svc: spec.Service, count: int, source: str) -> None:
         """Sets the desired count of an auto-scaled service and converges it."""
-        self.desired_counts[svc.name] = (count, source)
+        with self._lock:
+            self.desired_counts[svc.name] = (count, source)
         self.enqueue(triggers.service_key(svc.cluster, svc.name))
+
+    def restore_counts(self, counts: Mapping[str, tuple[int, str]]) -> None:
+        """Desired counts a previous run's auto scaler left (set before the first desired state is published)."""
+        with self._lock:
+            self.desired_counts.update(counts)
 
     def observe_clusters(self, desired: spec.DesiredState, clusters: Mapping[str, spec.Cluster]) -> dict[str, obs.ClusterState]:
         return self._observe(desired, clusters)
@@ -212,7 +279,8 @@ class Controller:
         now = time.time()
         out = {}
         for name, cstate in observe.observe(desired, self.engines, clusters).items():
-            out[name] = state.recall(self.store, cstate, now)
+            # The last-known tasks are the writer's memory: a cluster another process writes is only read.
+            out[name] = state.recall(self.store, cstate, now, write=self.owns(name))
             self._report_observation(out[name])
         with self._lock:
             self.observed.update(out)
@@ -225,9 +293,9 @@ class Controller:
         if desired is None:
             return
         observed = self._observe(desired, desired.clusters)
-        result = planner.plan(desired, observed, time.time(), self._options(None))
+        result = planner.plan(desired, observed, time.time(), self._options(desired, None))
         for sp in result.services:
-            if sp.changed or sp.unplaced:
+            if (sp.changed or sp.unplaced) and self.owns(sp.cluster):
                 self.enqueue(triggers.service_key(sp.cluster, sp.service))
         for name in result.orphans:
             if name not in self._drift_logged:
@@ -238,15 +306,18 @@ class Controller:
             self.metrics.mark_success(self.last_success)
 
     def reconcile_service(self, cluster: str, service: str) -> None:
+        """Observes the service's cluster, plans the service and executes, all under the cluster's lock: the
+        plan places against an observation no other worker is changing (memory, host ports)."""
         desired = self.desired
         if desired is None or cluster not in desired.clusters:
             return
-        with self._lock:
-            lock = self._service_locks.setdefault(f"{cluster}/{service}", threading.Lock())
-        with lock:
+        with self.cluster_lock(cluster):
+            if not self.owns(cluster):
+                log.debug("service %s: cluster is locked by another process; not reconciled", service, extra={"cluster": cluster})
+                return
             observed = self._observe(desired, {cluster: desired.clusters[cluster]})
             now = time.time()
-            result = planner.plan(desired, observed, now, self._options(frozenset([service])))
+            result = planner.plan(desired, observed, now, self._options(desired, frozenset([service])))
             sp = next((s for s in result.services if s.service == service), None)
             log.debug("reconcile service %s: %s", service, sp and f"{sp.add} add, {sp.replace} replace, {sp.remove} remove",
                       extra={"cluster": cluster})
@@ -257,7 +328,8 @@ class Controller:
                 return
             wait = self._crash_wait(cluster, sp, now, observed[cluster])
             if wait > 0:
-                loop = self.crash[f"{cluster}/{service}"]
+                with self._lock:
+                    loop = self.crash[f"{cluster}/{service}"]
                 if loop.announced != loop.next_attempt():  # events and their re-checks ask again; say it once
                     loop.announced = loop.next_attempt()
                     log.warning("service %s is crash-looping; next replacement in %.0fs", service, wait,
@@ -267,7 +339,11 @@ class Controller:
             self._execute(desired, P.Plan(services=(sp,)))
             # /status and the task metrics report the last observation: look again once the actions are done,
             # or they would show the pre-apply state until the next event or resync.
-            self._observe(desired, {cluster: desired.clusters[cluster]})
+            if cluster in self._sweep_again:
+                self._sweep_again.discard(cluster)
+                self._collect_garbage(desired, cluster)  # observes too
+            else:
+                self._observe(desired, {cluster: desired.clusters[cluster]})
 
     def _crash_wait(self, cluster: str, sp: P.ServicePlan, now: float, cstate: obs.ClusterState) -> float:
         """Seconds to wait before replacing failed tasks of `sp`'s service (0 to go ahead now).
@@ -279,7 +355,8 @@ class Controller:
         if not failed:
             return 0.0
         key = f"{cluster}/{sp.service}"
-        loop = self.crash.setdefault(key, CrashLoop())
+        with self._lock:  # status() and other clusters' workers read the map meanwhile
+            loop = self.crash.setdefault(key, CrashLoop())
         loop.forget_old(now)
         created = {t.id: t.created for t in cstate.tasks}
         if all(now - created.get(s.task_id, now) >= CRASH_RESET for s in failed):
@@ -294,7 +371,8 @@ class Controller:
         return 0.0
 
     def _heal_clock(self, cluster: str, service: str, now: float) -> None:
-        loop = self.crash.get(f"{cluster}/{service}")
+        with self._lock:
+            loop = self.crash.get(f"{cluster}/{service}")
         if loop and loop.failures:
             loop.forget_old(now)
             if not loop.failures:
@@ -303,7 +381,9 @@ class Controller:
     def _save_backoff(self, cluster: str) -> None:
         now = time.time()
         entries = {}
-        for key, loop in self.crash.items():
+        with self._lock:
+            loops = list(self.crash.items())
+        for key, loop in loops:
             c, _, service = key.partition("/")
             if c == cluster and loop.failures:
                 entries[service] = {
@@ -353,6 +433,11 @@ class Controller:
             c["UNKNOWN"] = c.get("UNKNOWN", 0) + 1
         for service, c in counts.items():
             self.metrics.set_tasks(cstate.cluster, service, c)
+        with self._lock:
+            gone = self._reported.get(cstate.cluster, set()) - set(counts)
+            self._reported[cstate.cluster] = set(counts)
+        for service in gone:  # neither declared nor running any more (pruned, or removed by hand)
+            self.metrics.forget_service(cstate.cluster, service)
 
     def ready(self) -> bool:
         return self.desired is not None and self.last_success is not None
@@ -361,13 +446,15 @@ class Controller:
         with self._lock:
             desired = self.desired
             observed = dict(self.observed)
+            crash = dict(self.crash)
+        counts = self._scaled_counts(desired) if desired else {}
         services = []
         for svc in sorted(desired.services.values(), key=lambda s: (s.cluster, s.name)) if desired else []:
             cstate = observed.get(svc.cluster)
             tasks = cstate.tasks_of(svc.name) if cstate else []
             statuses = [t.status() for t in tasks]
-            loop = self.crash.get(f"{svc.cluster}/{svc.name}")
-            count, source = self.desired_counts.get(svc.name, (svc.desired_count, "manifest"))
+            loop = crash.get(f"{svc.cluster}/{svc.name}")
+            count, source = counts.get(svc.name, (svc.desired_count, "manifest"))
             services.append(
                 {
                     "serviceName": svc.name,
@@ -387,7 +474,7 @@ class Controller:
                     ),
                 }
             )
-        return {
+        out = {
             "ready": self.ready(),
             "appliedCommit": self.desired_revision,
             "manifests": {"valid": not self.manifest_errors, "errors": list(self.manifest_errors)},
@@ -396,3 +483,6 @@ class Controller:
             "queueDepth": len(self.queue),
             "services": services,
         }
+        if self.membership is not None:
+            out["clusterLocks"] = self.membership.report()
+        return out

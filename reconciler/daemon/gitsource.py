@@ -8,7 +8,9 @@ a short hash of the URL, branch and subdirectory, so two sources never share a c
 Each commit is checked out into a tree of its own (`git worktree add`, built under a temporary name and
 renamed into place when complete), so a tree a reader was given never changes under it: a new commit,
 even an invalid one, appears at a new path while the reconcile loop keeps reading the last good tree.
-Trees are retired once more than `keep_trees` newer ones were checked out, or with `prune(keep)`.
+Trees are retired once more than `keep_trees` newer ones were checked out (never those a caller names in
+`checkout(sha, keep=...)`: the daemon keeps the tree of the commit it applies however many invalid
+commits follow), or with `prune(keep)`.
 
 Git runs as the `git` command, never through a shell, without terminal prompts, with a timeout; every
 failure is a one-line `GitError` naming the URL and branch. It must not validate manifests nor decide
@@ -41,6 +43,7 @@ _SHA = re.compile(r"^[0-9a-f]{4,64}$")
 _FULL_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _BAD_BRANCH = re.compile(r"(^[-/.])|([/.]$)|(\.\.)|(//)|(@\{)|(\.lock$)|[\x00-\x20\x7f~^:?*\[\\]")
 _CREDENTIALS = re.compile(r"(://[^/@:]+):[^/@]*@")
+_TOKEN = re.compile(r"^((?:https?|ftps?)://)[^/@:]+@")  # https://TOKEN@host/...: a user name that is a secret
 _PARTIAL = ".partial-"
 # Variables that would point git at another repository than the one given with `-C`/cwd.
 _REPO_ENV = (
@@ -75,8 +78,9 @@ def normalize_url(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced, for messages and the record file."""
-    return _CREDENTIALS.sub(r"\1:***@", url)
+    """The URL with any password (and an HTTP user name alone, often a token) replaced, for messages and
+    the record file."""
+    return _TOKEN.sub(r"\1***@", _CREDENTIALS.sub(r"\1:***@", url))
 
 
 def source_name(url: str, branch: str, subdir: str | None) -> str:
@@ -185,15 +189,17 @@ class GitSource:
 
     # -- checking out --------------------------------------------------------------------------------
 
-    def checkout(self, sha: str) -> str:
+    def checkout(self, sha: str, keep: Iterable[str] = ()) -> str:
         """A clean tree of commit `sha`; returns the manifests' path in it (the tree, or `subdir` in it).
 
         The tree is `<state_dir>/git/<name>.trees/<full sha>`. An existing tree of that commit is reset
         and cleaned (undoing any local edit); a new one is built under a temporary name and renamed into
         place. A commit without `subdir` still gets its tree: the returned path then does not exist, and
-        validating it reports the commit as invalid. Older trees beyond `keep_trees` are removed.
+        validating it reports the commit as invalid. Older trees beyond `keep_trees` are removed, except
+        those of `keep` (full or abbreviated shas: the trees a caller still reads, such as the applied one).
         """
         sha = _check_sha(sha)
+        keep = [_check_sha(s) for s in keep]
         what = f"cannot check out {sha[:12]} of {redact(self.url)} (branch {self.branch})"
         with self._locked(what):
             if not self._cloned():
@@ -206,7 +212,7 @@ class GitSource:
             else:
                 self._build_tree(tree, full, what)
             os.utime(tree)  # the tree's mtime orders trees for retirement
-            self._retire(keep={full})
+            self._retire(keep=[full, *keep])
         return os.path.join(tree, self.subdir) if self.subdir else tree
 
     def _is_tree_of(self, tree: str, full: str) -> bool:
@@ -254,9 +260,9 @@ class GitSource:
             self._remove_trees(doomed)
         return doomed
 
-    def _retire(self, keep: set[str]) -> None:
+    def _retire(self, keep: Sequence[str]) -> None:
         trees = self.trees()
-        doomed = [t for t in trees[self.keep_trees :] if t not in keep]
+        doomed = [t for t in trees[self.keep_trees :] if not any(t.startswith(k) for k in keep)]
         self._remove_trees(doomed)
 
     def _remove_trees(self, shas: Sequence[str]) -> None:

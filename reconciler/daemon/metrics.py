@@ -116,6 +116,10 @@ class Metrics:
     def set_desired(self, cluster: str, service: str, count: int, source: str) -> None:
         self.desired.labels(cluster, service, _check("desired count source", source, DESIRED_SOURCES)).set(count)
 
+    def forget_desired(self, cluster: str, service: str, source: str) -> None:
+        """Drops the desired-count series of one source (the auto scaler's, once `autoScaling` is removed)."""
+        _remove(self.desired, cluster, service, _check("desired count source", source, DESIRED_SOURCES))
+
     def set_backoff(self, cluster: str, service: str, seconds: float) -> None:
         self.backoff.labels(cluster, service).set(seconds)
 

@@ -2,8 +2,9 @@
 
 Owns turning each source into keys on the work queue and nothing else: a debounced watchdog observer
 for the manifest tree (editor swap and temp files and `.git` ignored, atomic-rename saves seen), one
-event-stream follower per engine (labelled containers' die/oom/health_status/destroy/stop, resumed
-from the last event after a reconnect, with backoff while the engine is down), and a jittered timer.
+event-stream follower per (cluster, engine) (labelled containers' die/oom/health_status/destroy/stop,
+resumed from the last event after a reconnect, with backoff while the engine is down), and a jittered
+timer. Which followers run is `daemon.membership`'s to say.
 Triggers never decide or act: the worker re-observes whatever a key names (level-triggered).
 """
 
@@ -86,9 +87,21 @@ class FileTrigger(FileSystemEventHandler):
 class EngineEvents(threading.Thread):
     """Follows one engine's container events for one cluster; maps them to service keys.
 
-    The stream is read in windows (`until` a few seconds ahead) so the thread can stop promptly and
-    resumes exactly where it left off (`since` the end of the last window). While the engine does not
-    answer, it retries with backoff; when the engine answers again, `on_reconnect` asks for a resync.
+    The stream is read in windows (`until` `window` seconds ahead by the local clock) so the thread can
+    stop promptly. The next window starts `since` the last event received (events at that instant that
+    were handled already are skipped, not handled twice), or since the end of the window when it brought
+    none: `since` never moves backwards nor past what was received. A window the engine ends early (its
+    clock runs ahead of ours, so `until` is already past for it) is waited out by the local clock before
+    the next request, so a skewed engine costs one request per window, not a busy loop. While the engine
+    does not answer, it retries with backoff; when it answers again, `on_reconnect` asks for a resync.
+
+    A silently dead peer: the window is bounded only if each read of the stream is. With `until` at most
+    `window` seconds away, a healthy engine never leaves a read waiting longer than that, so a read timeout
+    above `window` would be safe. But docker-py's `APIClient.events` requests the stream with
+    `timeout=None` (docker 7.x), so the client's 60 s timeout does not apply and a read from a peer that
+    vanished without closing the connection waits until TCP gives up. Bounding it belongs to
+    `engine.docker_engine` (the only module importing the SDK); meanwhile the periodic resync, whose calls
+    are bounded, keeps such an engine's services converged.
     """
 
     def __init__(
@@ -109,36 +122,38 @@ class EngineEvents(threading.Thread):
         self.on_reconnect = on_reconnect
         self.on_status = on_status
         self.window = window
-        self._stop = threading.Event()
+        self._stopping = threading.Event()  # not `_stop`: threading.Thread's own method of that name
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        since = time.time()
+        cursor = _Cursor(time.time())
         delay = 0.5
         was_down = False
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             until = time.time() + self.window
             try:
                 engine = self.connect()
-                for event in engine.events(labels.selector(self.cluster), since=since, until=until):
-                    self._handle(event)
-                    if self._stop.is_set():
+                for event in engine.events(labels.selector(self.cluster), since=cursor.since, until=until):
+                    if cursor.take(event):
+                        self._handle(event)
+                    if self._stopping.is_set():
                         return
-                since = until
-                if was_down:
-                    was_down = False
+                cursor.window_ended(until)
+                if was_down and not self._stopping.is_set():
                     log.info("engine answers again; resyncing", extra={"cluster": self.cluster, "endpoint": engine.endpoint})
                     self.on_status(True)
                     self.on_reconnect()
+                was_down = False
                 delay = 0.5
+                self._stopping.wait(max(0.0, until - time.time()))  # the engine ended the window early: wait it out
             except api.EngineError as e:
-                if not was_down:
+                if not was_down and not self._stopping.is_set():
                     log.warning("engine event stream lost: %s", e.message, extra={"cluster": self.cluster, "endpoint": e.endpoint})
                     self.on_status(False)
                 was_down = True
-                self._stop.wait(delay)
+                self._stopping.wait(delay)
                 delay = min(delay * 2, 30.0)
 
     def _handle(self, event: dict) -> None:
@@ -155,6 +170,52 @@ class EngineEvents(threading.Thread):
                 self.enqueue_after(key, delay)
 
 
+class _Cursor:
+    """Where the next window of an event stream starts, and which events at that instant were handled.
+
+    `since` goes to the last received event's time (rounded down to the microsecond: the Engine API's
+    `since` is inclusive and a float carries no more), or to the end of a window that brought no event.
+    Events at or before `since` that were taken already are recognized and skipped when sent again.
+    """
+
+    def __init__(self, since: float):
+        self.since = since
+        self._last_ns: int | None = None  # time of the last event taken in the current window
+        self._taken: set[tuple[int, str, str]] = set()  # events taken whose time is >= since
+
+    def take(self, event: dict) -> bool:
+        """True when `event` is new (to handle); False for one taken in an earlier window."""
+        ns = _time_ns(event)
+        if ns is None:
+            return True
+        key = (ns, str(event.get("id") or (event.get("Actor") or {}).get("ID") or ""), str(event.get("Action") or event.get("status") or ""))
+        if key in self._taken:
+            return False
+        self._taken.add(key)
+        self._last_ns = ns if self._last_ns is None else max(self._last_ns, ns)
+        return True
+
+    def window_ended(self, until: float) -> None:
+        if self._last_ns is not None:
+            since = (self._last_ns // 1000) / 1e6
+        else:
+            since = until
+        self.since = max(self.since, since)
+        floor_ns = int(self.since * 1e6) * 1000
+        self._taken = {k for k in self._taken if k[0] >= floor_ns}
+        self._last_ns = None
+
+
+def _time_ns(event: dict) -> int | None:
+    value = event.get("timeNano")
+    if isinstance(value, int) and value > 0:
+        return value
+    seconds = event.get("time")
+    if isinstance(seconds, int | float) and seconds > 0:
+        return int(seconds * 1_000_000_000)
+    return None
+
+
 class Resync(threading.Thread):
     """Enqueues ALL every `interval` seconds, with +-10 % jitter so several daemons don't align."""
 
@@ -162,12 +223,12 @@ class Resync(threading.Thread):
         super().__init__(daemon=True, name="resync")
         self.interval = interval
         self.enqueue = enqueue
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._random = random.Random(seed)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval * self._random.uniform(0.9, 1.1)):
+        while not self._stopping.wait(self.interval * self._random.uniform(0.9, 1.1)):
             self.enqueue(ALL)

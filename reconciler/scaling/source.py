@@ -11,7 +11,12 @@ Customized metrics: an endpoint returns a bare number, or Prometheus text exposi
 `parse_metric_body` reads the series of `metricName` (optionally with label matchers: `name{a="b",c!~"x.*"}`)
 and SUMS the matching series (a quantity split over labels, such as queue depth per queue, adds up; pass
 aggregate="Average" for a per-series gauge). Across several tasks' endpoints, values are combined with the
-metric's `statistic` (default Average). Parsing is pure; `fetch_custom_metric` is the only I/O (urllib).
+metric's `statistic` (default Average).
+
+This module is the one place in `reconciler.scaling` that does I/O: `fetch_custom_metric` GETs an endpoint
+over HTTP (urllib, with a timeout and a size cap) for `HttpMetricSource`. Everything else in the package,
+including the parsing and the windows here, is pure. `HttpMetricSource.errors` keeps the failures of the
+latest collect; the daemon's auto scaler reads it to log a metric once when it starts and stops failing.
 It must not decide scaling (scaling.policy) or talk to Docker engines (the daemon feeds scaling.stats
 results to a source or straight into WindowedMetrics).
 """

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
+import threading
+import time
+import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -11,7 +15,8 @@ from fakes import FakeEngine  # noqa: E402
 
 from reconciler import labels  # noqa: E402
 from reconciler.daemon import controller as C  # noqa: E402
-from reconciler.daemon import triggers  # noqa: E402
+from reconciler.daemon import membership, triggers  # noqa: E402
+from reconciler.daemon import metrics as M  # noqa: E402
 from reconciler.environment import Environment  # noqa: E402
 
 IMAGE = "localhost/busybox:static"
@@ -112,3 +117,198 @@ def test_crash_loop_backs_off_then_resets(tmp_path, monkeypatch):
     ctl.enqueue("service:c1/app")
     drain(ctl)
     assert ctl.crash["c1/app"].delay() == 0.0
+
+
+# -- one writer per cluster ------------------------------------------------------------------------
+
+TWO_SERVICES = """\
+apiVersion: reconciler/v1
+kind: Cluster
+metadata: {name: c1}
+spec:
+  instances: [{name: i1, endpoint: "unix:///fake/1.sock"}]
+---
+apiVersion: reconciler/v1
+kind: TaskDefinition
+metadata: {name: app}
+spec:
+  containerDefinitions: [{name: app, image: localhost/busybox:static, memory: 32}]
+---
+apiVersion: reconciler/v1
+kind: Service
+metadata: {name: a}
+spec: {cluster: c1, taskDefinition: app, desiredCount: 1}
+---
+apiVersion: reconciler/v1
+kind: Service
+metadata: {name: b}
+spec: {cluster: c1, taskDefinition: app, desiredCount: 1}
+"""
+
+
+class SlowEngine(FakeEngine):
+    """Creates containers slowly, so two workers that planned against one observation would both start."""
+
+    def create_container(self, request):
+        time.sleep(0.3)
+        return super().create_container(request)
+
+
+def test_two_services_of_one_cluster_never_plan_against_the_same_observation(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "apps.yaml").write_text(TWO_SERVICES)
+    engine = SlowEngine("unix:///fake/1.sock", memory_mib=48, images=(IMAGE,))  # room for one 32 MiB task
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), environ={}, engine_factory=lambda i: engine,
+                      state_dir=str(tmp_path / "state"))
+    ctl = C.Controller(env, C.Settings(paths=[str(tmp_path / "m")]))
+    assert ctl.load()
+    workers = [threading.Thread(target=ctl.reconcile_service, args=("c1", name)) for name in ("a", "b")]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(10)
+    assert running(engine) == 1  # the second service saw the first's task and found no room
+
+
+# -- auto scaled counts ----------------------------------------------------------------------------
+
+SCALED = """\
+  autoScaling:
+    minCapacity: 1
+    maxCapacity: 4
+    targetTracking: [{customizedMetric: {url: "http://127.0.0.1:9/metrics"}, targetValue: 10}]
+"""
+
+
+def scaled_manifest(count: int, scaled: bool) -> str:
+    text = MANIFEST.format(image=IMAGE, count=count)
+    block = f"spec:\n  cluster: c1\n  taskDefinition: app\n  desiredCount: {count}\n" + (SCALED if scaled else "")
+    return text.replace(f"spec: {{cluster: c1, taskDefinition: app, desiredCount: {count}}}\n", block)
+
+
+def test_a_count_set_by_the_autoscaler_is_ignored_once_autoscaling_is_removed(tmp_path):
+    ctl, engine = make(tmp_path, count=1)
+    manifest = tmp_path / "m" / "app.yaml"
+    manifest.write_text(scaled_manifest(1, scaled=True))
+    ctl.enqueue(triggers.ALL)
+    drain(ctl)
+    svc = ctl.desired.services["app"]
+    ctl.scale(svc, 3, "set by autoscaling: test")
+    drain(ctl)
+    assert running(engine) == 3
+    assert ctl.status()["services"][0]["desiredCountSource"] == "set by autoscaling: test"
+
+    manifest.write_text(scaled_manifest(1, scaled=False))
+    ctl.enqueue(triggers.ALL)
+    drain(ctl)
+    assert running(engine) == 1  # the manifest's desiredCount rules again
+    assert ctl.desired_counts == {}
+    assert ctl.status()["services"][0]["desiredCountSource"] == "manifest"
+
+
+def test_a_stale_count_of_a_service_without_autoscaling_is_not_planned_with(tmp_path):
+    ctl, engine = make(tmp_path, count=1)
+    assert ctl.load()
+    ctl.desired_counts["app"] = (3, "set by autoscaling: stale")  # e.g. a round that began before a reload
+    ctl.enqueue(triggers.ALL)
+    drain(ctl)
+    assert running(engine) == 1
+
+
+# -- metrics of what is gone -----------------------------------------------------------------------
+
+
+def test_metric_series_of_removed_services_and_engines_are_dropped(tmp_path):
+    ctl, engine = make(tmp_path, count=1)
+    ctl.metrics = M.Metrics()
+    ctl.enqueue(triggers.ALL)
+    drain(ctl)
+    text = ctl.metrics.render()[0].decode()
+    assert 'service="app"' in text and 'endpoint="unix:///fake/1.sock"' in text
+
+    other = MANIFEST.format(image=IMAGE, count=1).replace("{name: app}\nspec: {cluster", "{name: web}\nspec: {cluster")
+    (tmp_path / "m" / "app.yaml").write_text(other.replace("/fake/1.sock", "/fake/2.sock"))
+    for c in list(engine.containers):
+        engine.remove_container(c)  # the old service's task is gone too (removed by hand)
+    ctl.enqueue(triggers.ALL)
+    drain(ctl)
+    text = ctl.metrics.render()[0].decode()
+    assert 'service="app"' not in text, text
+    assert 'endpoint="unix:///fake/1.sock"' not in text and 'endpoint="unix:///fake/2.sock"' in text
+
+
+# -- shutdown ----------------------------------------------------------------------------------------
+
+
+def test_stop_workers_waits_for_in_flight_work_until_told_to_abandon_it(tmp_path, monkeypatch):
+    ctl, _ = make(tmp_path)
+    release, began = threading.Event(), threading.Event()
+
+    def busy(key):
+        began.set()
+        release.wait(10)
+
+    monkeypatch.setattr(ctl, "reconcile", busy)
+    ctl.start_workers()
+    ctl.enqueue("service:c1/app")
+    assert began.wait(5)
+    abandon = threading.Event()
+    result = []
+    stopper = threading.Thread(target=lambda: result.append(ctl.stop_workers(abandon)))
+    stopper.start()
+    stopper.join(0.5)
+    assert stopper.is_alive(), "stop_workers must wait for in-flight work, with no deadline"
+    abandon.set()
+    stopper.join(5)
+    assert result == [False]
+    release.set()
+
+
+def test_stop_workers_returns_true_once_in_flight_work_is_done(tmp_path, monkeypatch):
+    ctl, _ = make(tmp_path)
+    began = threading.Event()
+    monkeypatch.setattr(ctl, "reconcile", lambda key: (began.set(), time.sleep(0.3)))
+    ctl.start_workers()
+    ctl.enqueue("service:c1/app")
+    assert began.wait(5)
+    assert ctl.stop_workers() is True
+    assert not any(t.is_alive() for t in ctl._workers)
+
+
+# -- membership: clusters another process writes --------------------------------------------------
+
+
+class Followers:
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+        self.stopped: list[tuple[str, str]] = []
+
+    def __call__(self, cluster, inst):
+        key = (cluster, inst.endpoint)
+        self.started.append(key)
+        return types.SimpleNamespace(stop=lambda: self.stopped.append(key))
+
+
+def test_a_cluster_locked_by_another_process_is_left_alone_until_its_lock_is_free(tmp_path, caplog):
+    ctl, engine = make(tmp_path, count=2)
+    followers = Followers()
+    ctl.membership = membership.Membership(ctl.store, followers, guard=ctl.cluster_lock)
+    other = ctl.store.lock("c1")  # another writer (an `apply`, say): flock conflicts across open files
+    other.__enter__()
+    try:
+        ctl.enqueue(triggers.ALL)
+        drain(ctl)
+        ctl.enqueue("service:c1/app")  # an event for it must not act either
+        drain(ctl)
+        assert running(engine) == 0 and followers.started == []
+        assert "cluster c1 is not reconciled until its lock is free" in caplog.text
+        assert "c1" in ctl.status()["clusterLocks"]["waiting"]
+        assert not os.path.exists(os.path.join(ctl.store.path, "c1.instances.json")), "only the writer records"
+    finally:
+        other.__exit__(None, None, None)
+    ctl.enqueue(triggers.ALL)  # the next resync takes the lock
+    drain(ctl)
+    assert running(engine) == 2
+    assert followers.started == [("c1", "unix:///fake/1.sock")]
+    assert ctl.status()["clusterLocks"] == {"held": ["c1"], "waiting": {}}
+    ctl.membership.close()
