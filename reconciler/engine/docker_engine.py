@@ -14,6 +14,7 @@ import os
 import select
 import sys
 import termios
+import time
 import tty
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -22,12 +23,14 @@ import docker
 import docker.errors
 import docker.tls
 import docker.types
+import docker.utils
 import requests.exceptions
 
 from reconciler.engine import api
 
 API_VERSION = "1.41"
 DEFAULT_TIMEOUT = 120
+EVENTS_READ_MARGIN = 10.0  # seconds a windowed event read may run past the window's end
 
 
 def _label_filter(labels: Mapping[str, str]) -> list[str]:
@@ -263,14 +266,23 @@ class DockerEngine:
     def events(
         self, labels: Mapping[str, str], since: float | None = None, until: float | None = None
     ) -> Iterator[dict[str, Any]]:
-        filters = {"type": ["container"], "label": _label_filter(labels)}
-        stream = self._call(self.api.events, since=since, until=until, filters=filters, decode=True)
+        """Container events of labelled containers. With `until`, every read is bounded (the SDK's own
+        `events` sends no timeout at all, so a silently dead engine would block a reader forever): no
+        read may wait longer than the time left to `until` plus a margin."""
+        params = {
+            "since": since,
+            "until": until,
+            "filters": docker.utils.convert_filters({"type": ["container"], "label": _label_filter(labels)}),
+        }
+        timeout = None if until is None else max(until - time.time(), 0.0) + EVENTS_READ_MARGIN
+        response = self._call(self.api._get, self.api._url("/events"), params=params, stream=True, timeout=timeout)
         try:
-            yield from stream
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
+            self._call(self.api._raise_for_status, response)
+            yield from self.api._stream_helper(response, decode=True)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, docker.errors.DockerException, OSError) as e:
             raise api.Unreachable(self.endpoint, f"event stream broke ({_short(e)})") from None
         finally:
-            stream.close()
+            response.close()
 
     def close(self) -> None:
         self.client.close()
