@@ -99,6 +99,7 @@ class Controller:
         self.membership: membership.Membership | None = None  # None: every declared cluster is this process's
         self.listeners: list[Callable[[spec.DesiredState | None, spec.DesiredState], None]] = []
         self._cluster_locks: dict[str, threading.Lock] = {}
+        self._inflight: dict[tuple[str, str], tuple[Any, ...]] = {}  # (cluster, service) -> reserved starts
         self._reported: dict[str, set[str]] = {}  # services whose task series each cluster's last observation set
         self._sweep_again: set[str] = set()  # clusters swept when locked, to sweep once more after the first execution
         self._lock = threading.Lock()
@@ -247,12 +248,18 @@ class Controller:
             cluster, _, service = key[len("service:") :].partition("/")
             self.reconcile_service(cluster, service)
 
-    def _options(self, desired: spec.DesiredState, targets: frozenset[str] | None) -> planner.Options:
+    def _options(self, desired: spec.DesiredState, targets: frozenset[str] | None, cluster: str | None = None) -> planner.Options:
+        reservations = {}
+        if cluster is not None:
+            with self._lock:
+                others = [p for (c, s), held in self._inflight.items() if c == cluster and (targets is None or s not in targets) for p in held]
+            reservations = {cluster: tuple(others)}
         return planner.Options(
             prune=self.settings.prune,
             targets=targets,
             unreachable_grace=self.settings.unreachable_grace,
             desired_counts=self._scaled_counts(desired),
+            reservations=reservations,
         )
 
     def _scaled_counts(self, desired: spec.DesiredState) -> dict[str, tuple[int, str]]:
@@ -306,44 +313,62 @@ class Controller:
             self.metrics.mark_success(self.last_success)
 
     def reconcile_service(self, cluster: str, service: str) -> None:
-        """Observes the service's cluster, plans the service and executes, all under the cluster's lock: the
-        plan places against an observation no other worker is changing (memory, host ports)."""
+        """Observes the service's cluster and plans the service under the cluster's lock, so the plan places
+        against an observation plus the starts other workers have in flight (memory, host ports); then
+        executes outside the lock, so a service waiting for health checks never holds up the others."""
         desired = self.desired
         if desired is None or cluster not in desired.clusters:
             return
+        key = (cluster, service)
         with self.cluster_lock(cluster):
             if not self.owns(cluster):
                 log.debug("service %s: cluster is locked by another process; not reconciled", service, extra={"cluster": cluster})
                 return
-            observed = self._observe(desired, {cluster: desired.clusters[cluster]})
-            now = time.time()
-            result = planner.plan(desired, observed, now, self._options(desired, frozenset([service])))
-            sp = next((s for s in result.services if s.service == service), None)
-            log.debug("reconcile service %s: %s", service, sp and f"{sp.add} add, {sp.replace} replace, {sp.remove} remove",
-                      extra={"cluster": cluster})
-            if sp is None or not sp.changed:
-                if sp is not None and sp.unplaced:
-                    log.warning("service %s: %d task(s) cannot be placed: %s", service, sp.unplaced, sp.unplaced_reason)
-                self._heal_clock(cluster, service, now)
+            sp = self._plan_service(desired, cluster, service)
+            if sp is None:
                 return
-            wait = self._crash_wait(cluster, sp, now, observed[cluster])
-            if wait > 0:
-                with self._lock:
-                    loop = self.crash[f"{cluster}/{service}"]
-                if loop.announced != loop.next_attempt():  # events and their re-checks ask again; say it once
-                    loop.announced = loop.next_attempt()
-                    log.warning("service %s is crash-looping; next replacement in %.0fs", service, wait,
-                                extra={"service": service, "cluster": cluster})
-                self.queue.add_after(triggers.service_key(cluster, service), wait)
-                return
+            with self._lock:
+                self._inflight[key] = planner.reservations(sp)
+        try:
             self._execute(desired, P.Plan(services=(sp,)))
-            # /status and the task metrics report the last observation: look again once the actions are done,
-            # or they would show the pre-apply state until the next event or resync.
-            if cluster in self._sweep_again:
+        finally:
+            with self._lock:
+                del self._inflight[key]
+                idle = not any(c == cluster for c, _ in self._inflight)
+        # /status and the task metrics report the last observation: look again once the actions are done,
+        # or they would show the pre-apply state until the next event or resync. A sweep for leftovers runs
+        # only while no start is in flight in the cluster (it would take a network a start just made).
+        with self.cluster_lock(cluster):
+            if cluster in self._sweep_again and idle:
                 self._sweep_again.discard(cluster)
                 self._collect_garbage(desired, cluster)  # observes too
             else:
                 self._observe(desired, {cluster: desired.clusters[cluster]})
+
+    def _plan_service(self, desired: spec.DesiredState, cluster: str, service: str) -> P.ServicePlan | None:
+        """The service's plan when there is something to do now, else None (nothing, or a crash-loop wait)."""
+        observed = self._observe(desired, {cluster: desired.clusters[cluster]})
+        now = time.time()
+        result = planner.plan(desired, observed, now, self._options(desired, frozenset([service]), cluster))
+        sp = next((s for s in result.services if s.service == service), None)
+        log.debug("reconcile service %s: %s", service, sp and f"{sp.add} add, {sp.replace} replace, {sp.remove} remove",
+                  extra={"cluster": cluster})
+        if sp is None or not sp.changed:
+            if sp is not None and sp.unplaced:
+                log.warning("service %s: %d task(s) cannot be placed: %s", service, sp.unplaced, sp.unplaced_reason)
+            self._heal_clock(cluster, service, now)
+            return None
+        wait = self._crash_wait(cluster, sp, now, observed[cluster])
+        if wait > 0:
+            with self._lock:
+                loop = self.crash[f"{cluster}/{service}"]
+            if loop.announced != loop.next_attempt():  # events and their re-checks ask again; say it once
+                loop.announced = loop.next_attempt()
+                log.warning("service %s is crash-looping; next replacement in %.0fs", service, wait,
+                            extra={"service": service, "cluster": cluster})
+            self.queue.add_after(triggers.service_key(cluster, service), wait)
+            return None
+        return sp
 
     def _crash_wait(self, cluster: str, sp: P.ServicePlan, now: float, cstate: obs.ClusterState) -> float:
         """Seconds to wait before replacing failed tasks of `sp`'s service (0 to go ahead now).

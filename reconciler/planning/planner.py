@@ -26,6 +26,9 @@ class Options:
     targets: frozenset[str] | None = None  # service names; None = all
     desired_counts: Mapping[str, tuple[int, str]] = field(default_factory=dict)  # autoscaler overrides
     unreachable_grace: float = 60.0  # seconds a dead engine's last-known tasks still count as running
+    # Tasks another writer is starting right now, by cluster: they hold resources the observation may not
+    # show yet (the daemon plans one service while another's starts are still in flight).
+    reservations: Mapping[str, tuple[placement.PlacedTask, ...]] = field(default_factory=dict)
 
 
 def plan(
@@ -43,7 +46,7 @@ def plan(
         for inst in state.instances.values():
             if not inst.reachable:
                 unreachable[inst.endpoint] = inst.error or "unreachable"
-        planner = _ClusterPlanner(cluster, state, now, options.unreachable_grace)
+        planner = _ClusterPlanner(cluster, state, now, options.unreachable_grace, options.reservations.get(cluster_name, ()))
         for svc in desired.services_of(cluster_name):
             if options.targets is not None and svc.name not in options.targets:
                 continue
@@ -70,7 +73,14 @@ def _seed(name: str) -> int:
 class _ClusterPlanner:
     """Plans the services of one cluster against one shared view of its instances' capacity."""
 
-    def __init__(self, cluster: spec.Cluster, state: obs.ClusterState, now: float, grace: float = 0.0):
+    def __init__(
+        self,
+        cluster: spec.Cluster,
+        state: obs.ClusterState,
+        now: float,
+        grace: float = 0.0,
+        reservations: Iterable[placement.PlacedTask] = (),
+    ):
         self.cluster = cluster
         self.state = state
         self.now = now
@@ -88,6 +98,7 @@ class _ClusterPlanner:
             for t in self.live
             if t.instance in self.pool
         ]
+        self.placed += [r for r in reservations if r.instance_id in self.pool]
 
     # -- instances -------------------------------------------------------------------------------
 
@@ -389,6 +400,15 @@ def _summarize(sp: P.ServicePlan, replaced: set[str]) -> P.ServicePlan:
     old = sum(1 for s in sp.stops if s.task_id in replaced)
     replace = min(starts, old)
     return dataclasses.replace(sp, add=starts - replace, replace=replace, remove=len(sp.stops) - replace)
+
+
+def reservations(plan_: P.ServicePlan) -> tuple[placement.PlacedTask, ...]:
+    """What the starts of a service plan will hold once carried out (see Options.reservations)."""
+    out = []
+    for i, a in enumerate(plan_.starts):
+        res = resources.reservation(a.task_definition.spec)
+        out.append(placement.PlacedTask(instance_id=a.instance, group=a.group, task_id=f"inflight:{plan_.service}:{i}", **res))
+    return tuple(out)
 
 
 def run_task(
