@@ -155,6 +155,10 @@ class EngineEvents(threading.Thread):
                 was_down = True
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 30.0)
+            except Exception as e:  # noqa: BLE001 - a follower must outlive anything one stream throws
+                log.error("engine event follower: unexpected %s: %s", type(e).__name__, e, extra={"cluster": self.cluster})
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
 
     def _handle(self, event: dict) -> None:
         action = str(event.get("Action") or event.get("status") or "")

@@ -10,6 +10,7 @@ imports it but the engine factory (`environment.py`), so the SDK loads only wher
 
 from __future__ import annotations
 
+import http.client
 import os
 import select
 import sys
@@ -25,6 +26,7 @@ import docker.tls
 import docker.types
 import docker.utils
 import requests.exceptions
+import urllib3.exceptions
 
 from reconciler.engine import api
 
@@ -279,7 +281,14 @@ class DockerEngine:
         try:
             self._call(self.api._raise_for_status, response)
             yield from self.api._stream_helper(response, decode=True)
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, docker.errors.DockerException, OSError) as e:
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+            http.client.HTTPException,
+            docker.errors.DockerException,
+            OSError,
+            ValueError,
+        ) as e:  # an engine going away mid-stream surfaces as any of these, depending on where the read was
             raise api.Unreachable(self.endpoint, f"event stream broke ({_short(e)})") from None
         finally:
             response.close()
