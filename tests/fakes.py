@@ -18,6 +18,33 @@ from reconciler.engine import api
 
 _ids = itertools.count(1)
 
+IMAGE = "localhost/busybox:static"
+BASE_MANIFEST = """\
+apiVersion: reconciler/v1
+kind: Cluster
+metadata: {name: c1}
+spec:
+  instances: [{name: i1, endpoint: "unix:///fake/1.sock"}]
+---
+apiVersion: reconciler/v1
+kind: TaskDefinition
+metadata: {name: app}
+spec:
+  containerDefinitions: [{name: app, image: localhost/busybox:static, memory: 32}]
+"""
+
+
+def manifest(*services: tuple[str, int]) -> str:
+    """The shared test cluster (one fake engine) and task definition `app`, plus a Service of `app`
+    per (name, desiredCount)."""
+    docs = [BASE_MANIFEST]
+    for name, count in services:
+        docs.append(
+            "apiVersion: reconciler/v1\nkind: Service\n"
+            f"metadata: {{name: {name}}}\nspec: {{cluster: c1, taskDefinition: app, desiredCount: {count}}}\n"
+        )
+    return "---\n".join(docs)
+
 
 class FakeEngine:
     def __init__(

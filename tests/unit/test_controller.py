@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fakes  # noqa: E402
 from fakes import FakeEngine  # noqa: E402
 
 from reconciler import labels  # noqa: E402
@@ -121,29 +122,7 @@ def test_crash_loop_backs_off_then_resets(tmp_path, monkeypatch):
 
 # -- one writer per cluster ------------------------------------------------------------------------
 
-TWO_SERVICES = """\
-apiVersion: reconciler/v1
-kind: Cluster
-metadata: {name: c1}
-spec:
-  instances: [{name: i1, endpoint: "unix:///fake/1.sock"}]
----
-apiVersion: reconciler/v1
-kind: TaskDefinition
-metadata: {name: app}
-spec:
-  containerDefinitions: [{name: app, image: localhost/busybox:static, memory: 32}]
----
-apiVersion: reconciler/v1
-kind: Service
-metadata: {name: a}
-spec: {cluster: c1, taskDefinition: app, desiredCount: 1}
----
-apiVersion: reconciler/v1
-kind: Service
-metadata: {name: b}
-spec: {cluster: c1, taskDefinition: app, desiredCount: 1}
-"""
+TWO_SERVICES = fakes.manifest(("a", 1), ("b", 1))
 
 
 class SlowEngine(FakeEngine):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fakes  # noqa: E402
 from fakes import FakeEngine  # noqa: E402
 
 from reconciler import cli  # noqa: E402
@@ -14,24 +15,7 @@ from reconciler.engine import api  # noqa: E402
 from reconciler.environment import Environment  # noqa: E402
 
 IMAGE = "localhost/busybox:static"
-MANIFEST = """\
-apiVersion: reconciler/v1
-kind: Cluster
-metadata: {name: c1}
-spec:
-  instances: [{name: i1, endpoint: "unix:///fake/1.sock"}]
----
-apiVersion: reconciler/v1
-kind: TaskDefinition
-metadata: {name: app}
-spec:
-  containerDefinitions: [{name: app, image: localhost/busybox:static, memory: 32}]
----
-apiVersion: reconciler/v1
-kind: Service
-metadata: {name: app}
-spec: {cluster: c1, taskDefinition: app, desiredCount: 3}
-"""
+MANIFEST = fakes.manifest(("app", 3))
 
 
 def run(tmp_path: Path, engine: FakeEngine, *args: str) -> tuple[int, str, str]:
