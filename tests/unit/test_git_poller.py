@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -14,54 +13,32 @@ from reconciler.commands import watch
 from reconciler.daemon import gitsource as G
 from reconciler.daemon import metrics as M
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gitrepo import Remote, isolate  # noqa: E402
+
 CLUSTER = "apiVersion: reconciler/v1\nkind: Cluster\nmetadata: {name: c1}\nspec: {}\n"
 
 
 @pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for role in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{role}_NAME", "Test Author")
-        monkeypatch.setenv(f"GIT_{role}_EMAIL", "author@example.com")
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user or system git config, and an identity, as on a fresh CI machine."""
+    isolate(tmp_path, monkeypatch)
 
 
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-class Repo:
-    def __init__(self, root: Path):
-        self.bare, self.work = root / "remote.git", root / "work"
-        git("init", "--quiet", "--bare", "--initial-branch", "main", str(self.bare), cwd=root)
-        git("init", "--quiet", "--initial-branch", "main", str(self.work), cwd=root)
-        git("remote", "add", "origin", str(self.bare), cwd=self.work)
-
-    def commit(self, text: str, message: str) -> str:
-        (self.work / "cluster.yaml").write_text(text)
-        git("add", "--all", cwd=self.work)
-        git("commit", "--quiet", "-m", message, cwd=self.work)
-        git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=self.work)
-        return git("rev-parse", "HEAD", cwd=self.work)
-
-
-def poller(tmp_path: Path, repo: Repo) -> watch._GitPoller:
+def poller(tmp_path: Path, repo: Remote) -> watch._GitPoller:
     source = G.GitSource(str(repo.bare), "main", str(tmp_path / "state"))
     ctl = types.SimpleNamespace(enqueue=lambda key: None)
     return watch._GitPoller(source, ctl, M.Metrics(), interval=60)
 
 
 def test_the_applied_tree_survives_more_invalid_commits_than_trees_are_kept(tmp_path):
-    repo = Repo(tmp_path)
-    good = repo.commit(CLUSTER, "good")
+    repo = Remote(tmp_path)
+    good = repo.commit({"cluster.yaml": CLUSTER}, "good")
     p = poller(tmp_path, repo)
     p.start_from_record()
     assert p.applied == good
     for n in range(G.KEEP_TREES + 2):
-        repo.commit(f"kind: [broken {n}\n", f"broken {n}")
+        repo.commit({"cluster.yaml": f"kind: [broken {n}\n"}, f"broken {n}")
         p.poll()
     assert p.applied == good
     assert Path(p.tree, "cluster.yaml").read_text() == CLUSTER
@@ -69,8 +46,8 @@ def test_the_applied_tree_survives_more_invalid_commits_than_trees_are_kept(tmp_
 
 
 def test_a_record_that_cannot_be_saved_is_logged_and_the_poller_goes_on(tmp_path, monkeypatch, caplog):
-    repo = Repo(tmp_path)
-    good = repo.commit(CLUSTER, "good")
+    repo = Remote(tmp_path)
+    good = repo.commit({"cluster.yaml": CLUSTER}, "good")
     p = poller(tmp_path, repo)
 
     def full_disk(**_):
