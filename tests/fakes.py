@@ -19,12 +19,14 @@ from reconciler.engine import api
 _ids = itertools.count(1)
 
 IMAGE = "localhost/busybox:static"
-BASE_MANIFEST = """\
+CLUSTER_MANIFEST = """\
 apiVersion: reconciler/v1
 kind: Cluster
 metadata: {name: c1}
 spec:
   instances: [{name: i1, endpoint: "unix:///fake/1.sock"}]
+"""
+BASE_MANIFEST = CLUSTER_MANIFEST + """\
 ---
 apiVersion: reconciler/v1
 kind: TaskDefinition

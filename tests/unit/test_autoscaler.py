@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fakes  # noqa: E402
 from fakes import FakeEngine  # noqa: E402
 
 from reconciler.daemon import autoscaler, triggers  # noqa: E402
@@ -17,18 +18,7 @@ from reconciler.scaling import source  # noqa: E402
 
 IMAGE = "localhost/busybox:static"
 URL = "http://127.0.0.1:9/metrics"
-MANIFEST = """\
-apiVersion: reconciler/v1
-kind: Cluster
-metadata: {name: c1}
-spec:
-  instances: [{name: i1, endpoint: "unix:///fake/1.sock"}]
----
-apiVersion: reconciler/v1
-kind: TaskDefinition
-metadata: {name: app}
-spec:
-  containerDefinitions: [{name: app, image: localhost/busybox:static, memory: 32}]
+MANIFEST = fakes.BASE_MANIFEST + """\
 ---
 apiVersion: reconciler/v1
 kind: Service

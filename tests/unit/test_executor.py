@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fakes  # noqa: E402
 from fakes import FakeEngine  # noqa: E402
 
 from reconciler import executor, observe  # noqa: E402
@@ -29,20 +30,8 @@ ENDPOINT = "unix:///fake/1.sock"
 def write(directory: Path, taskdef: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "m.yaml").write_text(
-        textwrap.dedent(
-            """\
-            apiVersion: reconciler/v1
-            kind: Cluster
-            metadata: {name: c1}
-            spec:
-              instances: [{name: i1, endpoint: "unix:///fake/1.sock"}]
-            ---
-            apiVersion: reconciler/v1
-            kind: TaskDefinition
-            metadata: {name: app}
-            spec:
-            """
-        )
+        fakes.CLUSTER_MANIFEST
+        + "---\napiVersion: reconciler/v1\nkind: TaskDefinition\nmetadata: {name: app}\nspec:\n"
         + textwrap.indent(textwrap.dedent(taskdef), "  ")
     )
     return directory
