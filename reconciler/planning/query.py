@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 MAX_LENGTH = 2000
 
@@ -267,53 +267,41 @@ class Not(Expr):
 
 
 @dataclass(frozen=True, eq=True)
-class And(Expr):
+class _Junction(Expr):
+    """`and` / `or` over operands: short-circuit evaluation, rendering with the junction's precedence."""
+
     operands: tuple[Expr, ...]
     _fn: Callable[[Facts], bool] = field(init=False, repr=False, compare=False)
+    _word: ClassVar[str]
+    _precedence: ClassVar[int]
+    _combine: ClassVar[Callable[[Iterable[bool]], bool]]
 
     def __post_init__(self) -> None:
         fns = tuple(o._fn for o in self.operands)
-
-        def evaluate(facts: Facts) -> bool:
-            for fn in fns:
-                if not fn(facts):
-                    return False
-            return True
-
-        object.__setattr__(self, "_fn", evaluate)
+        combine = type(self)._combine
+        object.__setattr__(self, "_fn", lambda facts: combine(fn(facts) for fn in fns))
 
     @property
     def dynamic(self) -> bool:
         return any(o.dynamic for o in self.operands)
 
     def _render(self, parent_precedence: int) -> str:
-        text = " and ".join(o._render(_PRECEDENCE_AND) for o in self.operands)
-        return f"({text})" if parent_precedence > _PRECEDENCE_AND else text
+        text = f" {self._word} ".join(o._render(self._precedence) for o in self.operands)
+        return f"({text})" if parent_precedence > self._precedence else text
 
 
 @dataclass(frozen=True, eq=True)
-class Or(Expr):
-    operands: tuple[Expr, ...]
-    _fn: Callable[[Facts], bool] = field(init=False, repr=False, compare=False)
+class And(_Junction):
+    _word: ClassVar[str] = "and"
+    _precedence: ClassVar[int] = _PRECEDENCE_AND
+    _combine: ClassVar[Callable[[Iterable[bool]], bool]] = all
 
-    def __post_init__(self) -> None:
-        fns = tuple(o._fn for o in self.operands)
 
-        def evaluate(facts: Facts) -> bool:
-            for fn in fns:
-                if fn(facts):
-                    return True
-            return False
-
-        object.__setattr__(self, "_fn", evaluate)
-
-    @property
-    def dynamic(self) -> bool:
-        return any(o.dynamic for o in self.operands)
-
-    def _render(self, parent_precedence: int) -> str:
-        text = " or ".join(o._render(_PRECEDENCE_OR) for o in self.operands)
-        return f"({text})" if parent_precedence > _PRECEDENCE_OR else text
+@dataclass(frozen=True, eq=True)
+class Or(_Junction):
+    _word: ClassVar[str] = "or"
+    _precedence: ClassVar[int] = _PRECEDENCE_OR
+    _combine: ClassVar[Callable[[Iterable[bool]], bool]] = any
 
 
 def _quote(value: str) -> str:
