@@ -1,7 +1,7 @@
 """The one injection point of a command: streams, process environment, engines and state directory.
 
-Commands take an `Environment` instead of reaching for `sys.stdout`, `os.environ` or the docker SDK,
-so tests can run them with captured streams or a fake engine factory. It must not hold logic.
+Commands take an `Environment` instead of reaching for `sys.stdout`, `os.environ`, the clock or the
+docker SDK, so tests can run them with captured streams, a manual clock or a fake engine factory. It must not hold logic.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
+from reconciler import clock as clocks
 from reconciler import state
 from reconciler.engine import api
 from reconciler.model import spec
@@ -31,6 +32,7 @@ class Environment:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     engine_factory: Callable[[spec.Instance], api.Engine] = docker_engine_factory
     state_dir: str | None = None
+    clock: clocks.Clock = field(default_factory=lambda: clocks.SYSTEM)
 
     def out(self, text: str = "") -> None:
         print(text, file=self.stdout, flush=True)

@@ -1,7 +1,8 @@
 """Observed state of every cluster, fetched from its engines in parallel.
 
-Owns one `info` and one sparse container list per engine (plus an inspect of the few exited containers,
-for OOM and error details), and turning an engine that does not answer into an unreachable
+Owns one `info` and one sparse container list per engine (plus an inspect of the few exited containers
+and of the other containers of their tasks, for OOM and error details, start and finish times and
+health-probe logs), and turning an engine that does not answer into an unreachable
 `InstanceState` instead of an exception. Parsing is `model.observed`'s; this module only fetches.
 It must not decide anything.
 """
@@ -53,10 +54,13 @@ def observe_instance(cluster: str, instance: spec.Instance, engines: Engines) ->
         engine = engines.get(instance)
         info = engine.info()
         raw = engine.list_containers(labels.selector(cluster))
+        listed = [obs.container_from_list(r) for r in raw]
+        # A task with an exited container has stopped: its other containers are inspected too, so whether it
+        # ever became available (start times, health-probe logs) is known for all of them.
+        stopped = {c.task_id for c in listed if c.exited}
         containers = []
-        for r in raw:
-            c = obs.container_from_list(r)
-            if c.exited:
+        for c in listed:
+            if c.exited or (c.task_id in stopped and c.role != labels.ROLE_PAUSE):
                 try:
                     c = dataclasses.replace(obs.container_from_inspect(engine.inspect_container(c.id)), created=c.created)
                 except api.NotFound:

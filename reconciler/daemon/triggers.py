@@ -2,9 +2,10 @@
 
 Owns turning each source into keys on the work queue and nothing else: a debounced watchdog observer
 for the manifest tree (editor swap and temp files and `.git` ignored, atomic-rename saves seen), one
-event-stream follower per (cluster, engine) (labelled containers' die/oom/health_status/destroy/stop,
-resumed from the last event after a reconnect, with backoff while the engine is down), and a jittered
-timer. Which followers run is `daemon.membership`'s to say.
+event-stream follower per (cluster, engine) (labelled containers' start/die/oom/kill/stop/destroy and
+health_status changes, resumed from the last event after a reconnect, retried about once a second while
+the engine is down so an engine that comes back is followed again within about a second), and a
+jittered timer. Which followers run is `daemon.membership`'s to say.
 Triggers never decide or act: the worker re-observes whatever a key names (level-triggered).
 """
 
@@ -27,7 +28,18 @@ from reconciler.manifests import loader
 log = logging.getLogger("reconciler.daemon")
 
 ALL = "*"  # the key for "everything": reload manifests and reconcile every service
-WATCHED_ACTIONS = ("die", "oom", "destroy", "stop", "kill")
+# Container event actions that wake the service (matched exactly: `exec_die` of a health probe is not
+# `die`), and prefixes of actions that carry a value (Docker sends "health_status: healthy").
+WATCHED_ACTIONS = ("start", "die", "oom", "destroy", "stop", "kill", "health_status")
+WATCHED_PREFIXES = ("health_status:",)
+# While an engine does not answer, the follower retries after RETRY_FIRST seconds, doubling to RETRY_CAP,
+# each wait cut by up to RETRY_JITTER of itself (followers of one engine don't align). A retry that reaches
+# the engine reads a window of at most PROBE_WINDOW seconds, at whose end the reconnect is reported.
+RETRY_FIRST = 0.25
+RETRY_CAP = 1.0
+RETRY_JITTER = 0.2
+PROBE_WINDOW = 0.25
+UNEXPECTED_CAP = 30.0  # the retry of a follower that hit an unexpected error (logged each time)
 # The engine sends `die` a moment before its container list says "exited"; a worker that re-observes
 # right away can still see the container running. Looking again shortly after closes that gap.
 RECHECK_AFTER = (0.05, 0.25, 1.0)
@@ -35,6 +47,11 @@ RECHECK_AFTER = (0.05, 0.25, 1.0)
 
 def service_key(cluster: str, service: str) -> str:
     return f"service:{cluster}/{service}"
+
+
+def watched(action: str) -> bool:
+    """Whether a container event's action wakes its service."""
+    return action in WATCHED_ACTIONS or action.startswith(WATCHED_PREFIXES)
 
 
 def _relevant(path: str) -> bool:
@@ -93,7 +110,11 @@ class EngineEvents(threading.Thread):
     none: `since` never moves backwards nor past what was received. A window the engine ends early (its
     clock runs ahead of ours, so `until` is already past for it) is waited out by the local clock before
     the next request, so a skewed engine costs one request per window, not a busy loop. While the engine
-    does not answer, it retries with backoff; when it answers again, `on_reconnect` asks for a resync.
+    does not answer, it retries every `RETRY_CAP` seconds at most (a jittered 0.25 s doubling to 1 s: a
+    connect attempt a second, never a busy loop), reading a short `PROBE_WINDOW` each time; when one
+    reaches the engine, `on_reconnect` asks for a resync at that window's end, so an engine restarted
+    under the daemon is followed again within about a second. Events are taken only from containers the
+    reconciler created in this cluster (the label filter the engine applies, checked again here).
 
     A silently dead peer: the window is bounded only if each read of the stream is. With `until` at most
     `window` seconds away, a healthy engine never leaves a read waiting longer than that, so a read timeout
@@ -113,6 +134,7 @@ class EngineEvents(threading.Thread):
         on_status: Callable[[bool], None] = lambda up: None,
         window: float = 5.0,
         enqueue_after: Callable[[str, float], None] = lambda key, delay: None,
+        seed: int | None = None,
     ):
         super().__init__(daemon=True, name=f"events-{cluster}")
         self.cluster = cluster
@@ -122,17 +144,23 @@ class EngineEvents(threading.Thread):
         self.on_reconnect = on_reconnect
         self.on_status = on_status
         self.window = window
+        self._random = random.Random(seed)
         self._stopping = threading.Event()  # not `_stop`: threading.Thread's own method of that name
 
     def stop(self) -> None:
         self._stopping.set()
 
+    def _retry_wait(self, delay: float) -> float:
+        return delay * (1.0 - self._random.uniform(0.0, RETRY_JITTER))
+
     def run(self) -> None:
         cursor = _Cursor(time.time())
-        delay = 0.5
+        delay = RETRY_FIRST
+        unexpected = RETRY_FIRST
         was_down = False
         while not self._stopping.is_set():
-            until = time.time() + self.window
+            # after a failure, a short window: the reconnect is reported at its end, within about a second
+            until = time.time() + (min(self.window, PROBE_WINDOW) if was_down else self.window)
             try:
                 engine = self.connect()
                 for event in engine.events(labels.selector(self.cluster), since=cursor.since, until=until):
@@ -146,27 +174,32 @@ class EngineEvents(threading.Thread):
                     self.on_status(True)
                     self.on_reconnect()
                 was_down = False
-                delay = 0.5
+                delay = unexpected = RETRY_FIRST
                 self._stopping.wait(max(0.0, until - time.time()))  # the engine ended the window early: wait it out
             except api.EngineError as e:
                 if not was_down and not self._stopping.is_set():
                     log.warning("engine event stream lost: %s", e.message, extra={"cluster": self.cluster, "endpoint": e.endpoint})
                     self.on_status(False)
                 was_down = True
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
+                self._stopping.wait(self._retry_wait(delay))
+                delay = min(delay * 2, RETRY_CAP)
             except Exception as e:  # noqa: BLE001 - a follower must outlive anything one stream throws
+                # not an engine that is down (that is an EngineError) but a bug or a surprise, logged each
+                # time: retried with a longer backoff so it does not fill the log
                 log.error("engine event follower: unexpected %s: %s", type(e).__name__, e, extra={"cluster": self.cluster})
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
+                self._stopping.wait(self._retry_wait(unexpected))
+                unexpected = min(unexpected * 2, UNEXPECTED_CAP)
 
     def _handle(self, event: dict) -> None:
         action = str(event.get("Action") or event.get("status") or "")
         attributes = (event.get("Actor") or {}).get("Attributes") or {}
         service = attributes.get(labels.SERVICE)
-        if not service:
+        if not service or event.get("Type", "container") != "container":
             return
-        if action in WATCHED_ACTIONS or action.startswith("health_status"):
+        # the engine filters by labels already; a label that is there and says otherwise is not ours
+        if attributes.get(labels.MANAGED, "true") != "true" or attributes.get(labels.CLUSTER, self.cluster) != self.cluster:
+            return
+        if watched(action):
             log.debug("engine event %s for service %s", action, service, extra={"cluster": self.cluster})
             key = service_key(self.cluster, service)
             self.enqueue(key)

@@ -1,8 +1,10 @@
 """Observed state: what runs on the engines, as frozen values parsed from Engine API JSON.
 
 Owns `Container`, `Task`, `InstanceState`, `ClusterState`, the pure parsing of list/inspect JSON into
-them (grouping containers into tasks by their task-id label), and the derived ECS task status
-(lastStatus, health, stop code and reason). It must not call an engine: `observe` fetches the JSON.
+them (grouping containers into tasks by their task-id label), the derived ECS task status
+(lastStatus, health, stop code and reason), and whether a task ever became available (from the start
+and finish times and health-probe log of an inspect). It must not call an engine (`observe` fetches
+the JSON) nor read a clock: whoever needs "now" passes it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from reconciler import labels as L
@@ -24,6 +27,9 @@ UNHEALTHY = "UNHEALTHY"
 
 _EXITED = re.compile(r"Exited \((-?\d+)\)")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):?(\d{2}))"
+)
 
 
 @dataclass(frozen=True)
@@ -51,10 +57,31 @@ class Container:
     bindings: tuple[Binding, ...] = ()
     spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     labels: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    started_at: float | None = None  # epoch seconds of the last start; None: never started, or not inspected
+    finished_at: float | None = None  # epoch seconds of the last exit; None: has not exited (or not inspected)
+    # True: passed a health probe (a probe with exit code 0 in the engine's log, or healthy now); False: has a
+    # health check that never passed as far as the engine remembers; None: no health check. From a list entry
+    # only the current health is known (healthy -> True, starting/unhealthy -> False).
+    ever_healthy: bool | None = None
 
     @property
     def essential(self) -> bool:
         return bool(self.spec.get("essential", True))
+
+    @property
+    def has_health_check(self) -> bool:
+        return self.ever_healthy is not None or self.health is not None or bool(self.spec.get("healthCheck"))
+
+    def ran_for(self, now: float | None = None) -> float | None:
+        """Seconds from the last start to the exit, or to `now` while running; None when not known.
+
+        A running container's FinishedAt is that of an earlier run, so only an exited one's is used."""
+        if self.started_at is None:
+            return None
+        end = now if self.running else self.finished_at if self.exited else None
+        if end is None or end < self.started_at:
+            return None
+        return end - self.started_at
 
     @property
     def running(self) -> bool:
@@ -96,6 +123,37 @@ class Task:
 
     def status(self) -> TaskStatus:
         return task_status(self)
+
+    @property
+    def stopped_at(self) -> float | None:
+        """When the task stopped: the first exit of an essential container (None if none is known)."""
+        ends = [c.finished_at for c in self.app_containers if c.essential and c.exited and c.finished_at is not None]
+        return min(ends) if ends else None
+
+    def ever_available(self, min_run: float, now: float | None = None) -> bool:
+        """Whether the task ever became available: every essential container with a health check passed a
+        probe, and every essential container without one ran for at least `min_run` seconds (callers pass
+        the service's health check grace period, or 10 s).
+
+        An essential container still running counts its run up to `now` if given, else up to when the task
+        stopped (`stopped_at`). A task missing containers it was created with, or whose start or run time
+        is not known (a container never started, or not inspected), did not become available.
+        """
+        app = self.app_containers
+        essential = [c for c in app if c.essential]
+        present = {c.container for c in app}
+        if not essential or any(n not in present for n in self.expected_containers):
+            return False
+        stopped = self.stopped_at
+        for c in essential:
+            if c.has_health_check:
+                if not c.ever_healthy:
+                    return False
+                continue
+            ran = c.ran_for(now if now is not None else stopped)
+            if ran is None or ran < min_run:
+                return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -162,6 +220,43 @@ def _health_from_status(status: str) -> str | None:
     return "starting" if m.group(1) == "health: starting" else m.group(1)
 
 
+def parse_time(value: Any) -> float | None:
+    """Epoch seconds of an Engine API timestamp (RFC 3339, nanoseconds allowed); None for the zero time
+    ("0001-01-01T00:00:00Z", Docker's "never"), an empty or malformed value."""
+    m = _RFC3339.fullmatch(str(value or "").strip())
+    if not m:
+        return None
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    if year <= 1:
+        return None
+    offset = timedelta(0)
+    if m.group(9):
+        offset = timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
+        if m.group(9) == "-":
+            offset = -offset
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+    except ValueError:
+        return None
+    fraction = m.group(7) or ""
+    return moment.timestamp() + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
+
+
+def _ever_healthy(health: Mapping[str, Any] | None) -> bool | None:
+    """From an inspect's State.Health: did any probe pass? None when there is no health check.
+
+    Docker sets an exited container's status to "unhealthy" when it stops probing, and keeps the last
+    five probes in `Log`, so a passing probe in the log (or a healthy status) is the evidence."""
+    if not health:
+        return None
+    status = health.get("Status")
+    if status in (None, "", "none"):
+        return None
+    if status == "healthy":
+        return True
+    return any(isinstance(p, Mapping) and p.get("ExitCode") == 0 for p in health.get("Log") or [])
+
+
 def _bindings(ports: Iterable[Mapping[str, Any]]) -> tuple[Binding, ...]:
     out = set()
     for p in ports or []:
@@ -176,6 +271,7 @@ def container_from_list(raw: Mapping[str, Any]) -> Container:
     status = raw.get("Status") or ""
     m = _EXITED.search(status)
     names = raw.get("Names") or ["/?"]
+    health = _health_from_status(status)
     return Container(
         id=raw.get("Id", ""),
         name=names[0].lstrip("/"),
@@ -184,7 +280,8 @@ def container_from_list(raw: Mapping[str, Any]) -> Container:
         role=labels.get(L.ROLE, L.ROLE_CONTAINER),
         state=raw.get("State") or "unknown",
         exit_code=int(m.group(1)) if m else None,
-        health=_health_from_status(status),
+        health=health,
+        ever_healthy=None if health is None else health == "healthy",  # a list entry knows only the current health
         created=float(raw.get("Created") or 0),
         image=raw.get("Image", ""),
         bindings=_bindings(raw.get("Ports") or []),
@@ -194,7 +291,8 @@ def container_from_list(raw: Mapping[str, Any]) -> Container:
 
 
 def container_from_inspect(raw: Mapping[str, Any]) -> Container:
-    """A container from `GET /containers/{id}/json`: adds OOM and error details the list lacks."""
+    """A container from `GET /containers/{id}/json`: adds OOM and error details, start and finish times
+    and the health-probe log the list lacks."""
     labels = (raw.get("Config") or {}).get("Labels") or {}
     state = raw.get("State") or {}
     ports = []
@@ -218,6 +316,9 @@ def container_from_inspect(raw: Mapping[str, Any]) -> Container:
         bindings=_bindings(ports),
         spec=_json_label(labels, L.CONTAINER_SPEC),
         labels=labels,
+        started_at=parse_time(state.get("StartedAt")),
+        finished_at=parse_time(state.get("FinishedAt")),
+        ever_healthy=_ever_healthy(state.get("Health")),
     )
 
 
@@ -285,7 +386,8 @@ def task_status(task: Task) -> TaskStatus:
     """ECS lastStatus and health of a task from its containers.
 
     STOPPED when an essential container exited, or when containers the task was created with are
-    missing or were never started (an interrupted start); RUNNING when every essential container runs.
+    missing; PENDING while any container is created but not started (waiting on `dependsOn`, or an
+    interrupted start the next pass finishes); RUNNING when every essential container runs.
     Health follows ECS: UNHEALTHY if any essential container is, else UNKNOWN if any essential one is
     not known healthy, else HEALTHY. Essential containers without a health check count as healthy once
     running (the task would otherwise never become healthy).
@@ -303,7 +405,7 @@ def task_status(task: Task) -> TaskStatus:
     pause = [c for c in task.containers if c.role == L.ROLE_PAUSE]
     if any(not p.running for p in pause):
         return TaskStatus(STOPPED, UNKNOWN, "TaskFailedToStart", "the task's network namespace holder stopped")
-    if any(c.state == "created" for c in essential):
+    if any(c.state == "created" for c in app):  # ECS: PENDING until every container has been started
         return TaskStatus(PENDING, UNKNOWN, None, "containers created but not all started")
     if all(c.running for c in essential):
         if any(c.health == "unhealthy" for c in essential):
