@@ -1,8 +1,9 @@
 """The state directory: the writer lock, the history of stopped tasks and what the engines last ran.
 
 Owns where state lives (`--state-dir`, else `RECONCILER_STATE_DIR`, else `$XDG_STATE_HOME/reconciler`,
-else `~/.local/state/reconciler`), the per-cluster lock that lets one writer at a time converge a
-cluster (shared by `apply` and the daemon), a bounded log of stopped tasks so `describe` can still
+else `~/.local/state/reconciler`), the per-cluster lock file that serializes the writers sharing this
+directory (`apply` and the daemon; the lock every writer of a cluster shares is `clusterlock`'s, on the
+engines, taken after this one), a bounded log of stopped tasks so `describe` can still
 explain a task after its containers are gone, the last-known running tasks of every instance
 (`<cluster>.instances.json`, written by `recall`, read back only for an instance that stops answering:
 the engines' labels stay the source of truth for what runs), and the daemon's crash-loop backoff and
