@@ -57,12 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, help="actions at once per engine (default 8)")
     p.add_argument("--lock-wait", metavar="DURATION", help="wait this long for another writer's lock (e.g. 30s)")
     p.add_argument("--unreachable-grace", metavar="DURATION", help="count tasks of an unanswering engine this long (default 60s)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="return once this pass's actions are done, without waiting for health or later waves")
+    p.add_argument("--timeout", metavar="DURATION", help="give the rollouts this long at most (default 30m)")
 
-    p = sub.add_parser("destroy", help="remove every managed task in the clusters of PATH")
+    p = sub.add_parser("destroy", help="remove every managed task in the clusters of PATH (or of --target services)")
     _paths(p)
     _common(p)
     p.add_argument("--yes", "-y", action="store_true")
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--target", action="append", metavar="service/NAME", help="remove only this service's tasks (repeatable)")
+    p.add_argument("--concurrency", type=int, default=8, help="creates at once per engine (stops run wider: all at once, up to 64)")
     p.add_argument("--lock-wait", metavar="DURATION")
 
     p = sub.add_parser("get", help="list services, tasks or container instances")
@@ -117,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lock-wait", metavar="DURATION", help="wait this long for the clusters' writer locks")
     p.add_argument("--unreachable-grace", default="60s", metavar="DURATION")
     p.add_argument("--scaling-period", default="15s", metavar="DURATION", help="auto scaling evaluation period (default 15s)")
+
+    p = sub.add_parser("unlock", help="show who holds a cluster's writer lock and break it")
+    p.add_argument("cluster", metavar="CLUSTER")
+    _paths(p)
+    _common(p)
+    p.add_argument("--force", action="store_true", help="break the lock even while its holder runs on this host")
 
     p = sub.add_parser("exec", help="run a command in a task's container")
     p.add_argument("task_id", metavar="TASK")
@@ -189,10 +199,11 @@ def dispatch(args: argparse.Namespace, env: Environment) -> int:
         return converge.plan(env, args.paths, args.json, args.detailed_exitcode, args.target, args.prune, args.unreachable_grace)
     if c == "apply":
         return converge.apply(
-            env, args.paths, args.prune, args.yes, args.target, args.concurrency, args.lock_wait, args.unreachable_grace
+            env, args.paths, args.prune, args.yes, args.target, args.concurrency, args.lock_wait, args.unreachable_grace,
+            args.no_wait, args.timeout,
         )
     if c == "destroy":
-        return converge.destroy(env, args.paths, args.yes, args.concurrency, args.lock_wait)
+        return converge.destroy(env, args.paths, args.yes, args.concurrency, args.lock_wait, args.target)
     if c == "get":
         return inspect.get(env, args.what, args.paths, args.cluster, args.json)
     if c == "describe":
@@ -215,6 +226,10 @@ def dispatch(args: argparse.Namespace, env: Environment) -> int:
                 unreachable_grace=args.unreachable_grace, scaling_period=args.scaling_period,
             ),
         )
+    if c == "unlock":
+        from reconciler.commands import lock
+
+        return lock.unlock(env, args.cluster, args.paths, args.force)
     if c == "exec":
         return tasks.exec_(env, args.task_id, args.manifests, args.container, args.exec_command, args.interactive)
     raise UserError(f"unknown command {c}")

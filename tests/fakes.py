@@ -2,8 +2,12 @@
 
 Owns a dict of containers in the Engine API's list/inspect shapes, records every call, and lets a test
 make a container exit, turn unhealthy or vanish, choose the health a container reports once started
-(`health_on_start`) and the engine's architecture. It does not run anything; real behaviour is covered by
-the integration tests against private engines.
+(`health_on_start`) and the engine's architecture. As Docker, a second create of a name is a 409 and
+inspect takes a name as well as an id. Like Docker, a container's State carries StartedAt and
+FinishedAt (RFC 3339 with nanoseconds, "0001-01-01T00:00:00Z" for never) and, with a health check, a
+Health.Log of the last five probes that survives the exit (whose status then turns "unhealthy"); times
+come from `clock` (a test may set it). It does not run anything; real behaviour is covered by the
+integration tests against private engines.
 """
 
 from __future__ import annotations
@@ -11,12 +15,23 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.engine import api
 
 _ids = itertools.count(1)
+
+NEVER = "0001-01-01T00:00:00Z"  # the Engine API's zero time
+MAX_PROBES = 5  # Docker keeps the last five health probes in State.Health.Log
+
+
+def rfc3339(t: float) -> str:
+    """`t` as the Engine API writes times: UTC, nanoseconds, a Z."""
+    ns = int(round(t * 1e9))
+    whole = datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{ns % 1_000_000_000:09d}Z"
 
 IMAGE = "localhost/busybox:static"
 CLUSTER_MANIFEST = """\
@@ -70,6 +85,7 @@ class FakeEngine:
         self.down = False
         self.fail_pull = False
         self.lock = threading.Lock()
+        self.clock: Callable[[], float] = time.time  # the time StartedAt, FinishedAt and probes carry
 
     # -- test controls ---------------------------------------------------------------------------
 
@@ -77,12 +93,30 @@ class FakeEngine:
         if self.down:
             raise api.Unreachable(self.endpoint, "engine does not answer (connection refused)")
 
-    def exit(self, container_id: str, code: int, oom: bool = False) -> None:
+    def exit(self, container_id: str, code: int, oom: bool = False, at: float | None = None) -> None:
+        """The container exits with `code` (at `at`, default now), keeping its start time and probe log."""
         c = self.containers[container_id]
-        c["State"] = {"Status": "exited", "ExitCode": code, "OOMKilled": oom, "Error": ""}
+        self._stopped(c["State"], code, at)
+        c["State"].update({"OOMKilled": oom, "Error": ""})
 
-    def set_health(self, container_id: str, health: str) -> None:
-        self.containers[container_id]["State"]["Health"] = {"Status": health}
+    def set_health(self, container_id: str, health: str, at: float | None = None) -> None:
+        """The container's health turns `health`; healthy and unhealthy log a passing or failing probe."""
+        state = self.containers[container_id]["State"]
+        self._probe(state, health, self.clock() if at is None else at)
+
+    def _stopped(self, state: dict[str, Any], code: int, at: float | None) -> None:
+        state.update({"Status": "exited", "ExitCode": code, "FinishedAt": rfc3339(self.clock() if at is None else at)})
+        state.setdefault("StartedAt", NEVER)
+        if state.get("Health"):
+            state["Health"]["Status"] = "unhealthy"  # as Docker does when it stops probing an exited container
+
+    def _probe(self, state: dict[str, Any], health: str, at: float) -> None:
+        h = state.setdefault("Health", {"Status": "starting", "FailingStreak": 0, "Log": []})
+        h["Status"] = health
+        if health in ("healthy", "unhealthy"):
+            code = 0 if health == "healthy" else 1
+            h["Log"] = [*h.get("Log", []), {"Start": rfc3339(at), "End": rfc3339(at + 0.01), "ExitCode": code, "Output": ""}][-MAX_PROBES:]
+            h["FailingStreak"] = 0 if code == 0 else h.get("FailingStreak", 0) + 1
 
     def by_label(self, key: str, value: str) -> list[dict[str, Any]]:
         return [c for c in self.containers.values() if c["Config"]["Labels"].get(key) == value]
@@ -132,8 +166,11 @@ class FakeEngine:
             ]
 
     def inspect_container(self, container_id: str) -> dict[str, Any]:
+        """By id or, as Docker, by name."""
         self._check()
-        c = self.containers.get(container_id)
+        c = self.containers.get(container_id) or next(
+            (c for c in list(self.containers.values()) if c["Name"] == container_id), None
+        )
         if c is None:
             raise api.NotFound(self.endpoint, f"No such container: {container_id}", status=404)
         return {**c, "Name": "/" + c["Name"], "NetworkSettings": {"Ports": {}}}
@@ -152,7 +189,7 @@ class FakeEngine:
                 "Created": time.time(),
                 "Config": {"Image": request.image, "Labels": dict(request.labels), "Env": dict(request.environment)},
                 "HostConfig": dict(request.host_config),
-                "State": {"Status": "created", "ExitCode": 0, "OOMKilled": False, "Error": ""},
+                "State": {"Status": "created", "ExitCode": 0, "OOMKilled": False, "Error": "", "StartedAt": NEVER, "FinishedAt": NEVER},
                 "Request": request,
             }
         self.calls.append(("create", request.name))
@@ -161,16 +198,18 @@ class FakeEngine:
     def start_container(self, container_id: str) -> None:
         self._check()
         c = self.containers[container_id]
-        c["State"]["Status"] = "running"
+        now = self.clock()
+        c["State"].update({"Status": "running", "StartedAt": rfc3339(now)})
         if c["Request"].healthcheck:
-            c["State"]["Health"] = {"Status": self.health_on_start}
+            c["State"]["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
+            self._probe(c["State"], self.health_on_start, now)
         self.calls.append(("start", c["Name"]))
 
     def stop_container(self, container_id: str, timeout: int) -> None:
         self._check()
         c = self.containers.get(container_id)
         if c and c["State"]["Status"] == "running":
-            c["State"].update({"Status": "exited", "ExitCode": 143})
+            self._stopped(c["State"], 143, None)
         self.calls.append(("stop", container_id))
 
     def remove_container(self, container_id: str) -> None:
@@ -231,3 +270,48 @@ class FakeEngine:
 
     def close(self) -> None:
         pass
+
+
+def drive(desired: Any, connections: Any, now: float = 1e9, max_passes: int = 200, **options: Any) -> list[Any]:
+    """Runs reconcile passes on fake engines until every service is settled, as `apply` does: each pass
+    snapshots the runner's work in flight, observes, plans and launches its first step, then waits for
+    the actions to end. Returns the plans, the first one first. Fails when the passes do not settle."""
+    from reconciler import observe
+    from reconciler.actions.runner import Runner
+    from reconciler.planning import planner
+
+    runner = Runner(connections, environ={})
+    plans = []
+    try:
+        for _ in range(max_passes):
+            inflight = runner.inflight()
+            observed = observe.observe(desired, connections)
+            plan = planner.plan(desired, observed, now, planner.Options(inflight=inflight, **options))
+            plans.append(plan)
+            if all(sp.settled for sp in plan.services) and runner.idle():
+                return plans
+            for sp in plan.services:
+                if not sp.now.empty:
+                    runner.launch(desired, sp.now)
+            runner.drain(30)
+            failed = [r.line() for r in runner.results if not r.ok]
+            assert not failed, failed
+        raise AssertionError(f"not settled after {max_passes} passes: {plans[-1].render()}")
+    finally:
+        runner.shutdown()
+
+
+def drain_controller(ctl: Any) -> list[str]:
+    """Steps a daemon controller as its workers would, until no key is ready and no action is in flight;
+    returns the keys it passed over, each once, in the order first seen."""
+    seen: list[str] = []
+    while True:
+        key = ctl.queue.get(0)
+        if key is None:
+            if ctl.runner.idle():
+                return seen
+            ctl.runner.drain(30)
+            continue
+        if key not in seen:
+            seen.append(key)
+        ctl.process(key)

@@ -1,37 +1,52 @@
 """`plan`, `apply` and `destroy`: compare desired with observed and, for the last two, converge.
 
-Owns the command-level flow (validate, observe, plan, confirm, lock, execute, summarize) and the
-exit statuses of these commands. Planning is `planning.planner`'s and execution the executor's.
+Owns the command-level flow (validate, observe, plan, confirm, lock, run passes, summarize) and the exit
+statuses of these commands. `apply` runs reconcile passes, the daemon's machinery: each pass snapshots
+the work in flight, observes, plans and launches what the plan says to do now, then the command waits
+for an action to end (or a short poll) and passes again, until every targeted service is settled, a
+new task fails (its service's rollout halts, old tasks kept), or the deadline passes. `--no-wait` stops
+after the first pass's actions have ended. Planning is `planning.planner`'s and acting `actions`'.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
-from reconciler import executor, observe, state
+from reconciler import clusterlock, observe, state
+from reconciler.actions import gc
+from reconciler.actions.result import ActionResult
+from reconciler.actions.runner import Runner
 from reconciler.commands import common
 from reconciler.environment import Environment
 from reconciler.errors import ExitStatus, UserError
+from reconciler.model import inflight as F
 from reconciler.model import plan as P
-from reconciler.model import units
-from reconciler.planning import planner
+from reconciler.model import spec, units
+from reconciler.planning import health, planner
 
 DEFAULT_GRACE = 60.0  # seconds before tasks of an engine that stopped answering are placed elsewhere
+DEFAULT_TIMEOUT = 1800.0  # seconds apply waits for its rollouts at most
+POLL = 0.25  # seconds between passes while nothing is in flight (waiting for health checks)
+BUSY_POLL = 1.0  # seconds between passes while actions are in flight, unless they all end sooner
 
 
-def _plan(session: common.Session, prune: bool, targets: frozenset[str] | None, grace: float) -> P.Plan:
+def _plan(
+    session: common.Session, prune: bool, targets: frozenset[str] | None, grace: float,
+    inflight: F.InFlight = F.NOTHING,
+) -> P.Plan:
     return planner.plan(
         session.desired,
         session.observed,
-        time.time(),
+        session.env.clock.now(),
         planner.Options(
             prune=prune,
             targets=targets,
             unreachable_grace=grace,
             desired_counts=session.env.state().scaled_counts(session.desired.services.values()),
+            inflight=inflight,
         ),
     )
 
@@ -82,43 +97,169 @@ def _confirm(env: Environment, question: str, yes: bool) -> None:
 
 
 @contextlib.contextmanager
-def _locked(env: Environment, clusters: Sequence[str], wait: float) -> Iterator[None]:
-    """Holds the writer lock of every cluster (shared with the daemon) for the whole command."""
+def _locked(
+    env: Environment, clusters: Sequence[str], wait: float, desired: spec.DesiredState | None = None, command: str = "apply"
+) -> Iterator[None]:
+    """Holds the writer lock of every cluster for the whole command, waiting up to `wait` seconds in all: the
+    state directory's (shared with the daemon and other commands of that directory), then, with `desired`,
+    the one on the cluster's engines (`clusterlock`: shared with every writer of the cluster, wherever it runs)."""
     store = env.state()
+    deadline = env.clock.monotonic() + wait
+    engines = observe.Engines(env.engine_factory)
     with contextlib.ExitStack() as stack:
+        stack.callback(engines.close)
         try:
             for name in sorted(clusters):
-                stack.enter_context(store.lock(name, wait))
+                stack.enter_context(store.lock(name, max(0.0, deadline - env.clock.monotonic())))
+                if desired is not None:
+                    lock = clusterlock.ClusterLock(desired.clusters[name], engines, command, store.path,
+                                                   notify=lambda text: env.err(f"warning: {text}"))
+                    stack.enter_context(lock.holding(max(0.0, deadline - env.clock.monotonic())))
         except state.LockTimeout as e:
             raise UserError(f"{e}; retry later or pass --lock-wait") from None
+        except clusterlock.LockError as e:
+            raise UserError(e.line()) from None
         except OSError as e:
             raise UserError(f"cannot lock the state directory {store.path}: {e.strerror or e}") from None
         yield
 
 
-def _execute(env: Environment, session: common.Session, result: P.Plan, concurrency: int) -> ExitStatus:
-    ex = executor.Executor(
-        session.desired,
-        session.engines,
-        state_dir=env.state(),
-        concurrency=concurrency,
-        on_result=lambda r: env.out(r.line()),
-        on_progress=env.out,
-        environ=env.environ,
-    )
-    ex.collect_garbage(session.observed)
-    results = ex.apply(result)
-    failed = [r for r in results if not r.ok]
-    # Counts are of tasks: a "deploy" line only reports a halted deployment, and a task that started but
-    # then failed its health checks is reported twice (started, then failed) yet counts once, as failed.
-    failed_tasks = {(r.action, r.task_id) for r in failed if r.action in ("start", "stop")}
-    started = len({r.task_id for r in results if r.ok and r.action == "start"} - {t for a, t in failed_tasks if a == "start"})
+@dataclass
+class _Progress:
+    """What one apply launched, and what became of it."""
+
+    launched: dict[str, tuple[str, float]] = field(default_factory=dict)  # task id -> (service, deadline)
+    started: dict[str, tuple[str, float]] = field(default_factory=dict)  # ... once its start action succeeded
+    healthy: set[str] = field(default_factory=set)  # started task ids seen RUNNING and HEALTHY
+    halted: dict[str, str] = field(default_factory=dict)  # service -> why its rollout halted
+    failed: set[tuple[str, str]] = field(default_factory=set)  # (action, task id) that failed
+    reported: set[str] = field(default_factory=set)  # task ids whose failure was printed
+
+
+def _runner(env: Environment, session: common.Session, concurrency: int, on_result) -> Runner:
+    return Runner(session.engines, state_dir=env.state(), concurrency=concurrency, environ=env.environ,
+                  clock=env.clock, on_result=on_result, on_progress=env.out)
+
+
+def _converge(
+    env: Environment, session: common.Session, first: P.Plan, prune: bool, names: frozenset[str] | None,
+    concurrency: int, grace: float, wait: bool, timeout: float,
+) -> ExitStatus:
+    """Runs passes from `first` (the plan the user confirmed) until the targeted services settle."""
+    progress = _Progress()
+
+    def on_result(r: ActionResult) -> None:
+        env.out(r.line())
+        if r.ok and r.action == "start" and r.task_id in progress.launched:
+            progress.started[r.task_id] = progress.launched.pop(r.task_id)
+        if not r.ok:
+            progress.failed.add((r.action, r.task_id))
+            if r.action == "start" and r.service:
+                progress.halted.setdefault(r.service, f"task failed to start: {r.message}")
+
+    runner = _runner(env, session, concurrency, on_result)
+    clock = env.clock
+    deadline = clock.monotonic() + timeout
+    result = first
+    try:
+        gc.collect(session.desired, session.engines, session.observed)
+        while True:
+            cursor = runner.completed()
+            _launch(env, session, runner, result, progress)
+            if not wait:
+                runner.drain()
+                break
+            if runner.idle():
+                runner.wait(cursor, POLL)
+            else:
+                runner.drain(BUSY_POLL)  # a pass per action that ends would only observe the engines more often
+            inflight = runner.inflight()
+            started = set(progress.started)  # before observing: a start that ends meanwhile is judged next pass
+            session.refresh()
+            _judge(env, session, progress, started)
+            result = _plan(session, prune, _active(names, result, progress), grace, inflight)
+            if runner.idle() and all(sp.settled or sp.service in progress.halted for sp in result.services):
+                break
+            if clock.monotonic() > deadline:
+                for sp in result.services:
+                    if not sp.settled:
+                        progress.halted.setdefault(sp.service, f"timed out after {timeout:.0f}s waiting for {', '.join(sp.waiting) or 'the rollout'}")
+                runner.drain()
+                break
+    finally:
+        runner.shutdown()
+    return _summary(env, session, runner.results, result, progress)
+
+
+def _active(names: frozenset[str] | None, result: P.Plan, progress: _Progress) -> frozenset[str] | None:
+    """The services still to plan: those targeted, less those whose rollout halted."""
+    if not progress.halted:
+        return names
+    every = names if names is not None else frozenset(sp.service for sp in result.services)
+    return frozenset(every - set(progress.halted))
+
+
+def _launch(env: Environment, session: common.Session, runner: Runner, result: P.Plan, progress: _Progress) -> None:
+    for sp in result.services:
+        step = sp.now
+        if sp.service in progress.halted or step.empty:
+            continue
+        ours = [s for s in step.stops if s.task_id in progress.started or s.task_id in progress.launched]
+        if ours:  # the planner gave up on a task this apply started: the rollout halts, leaving nothing half-made
+            for s in ours:
+                progress.failed.add(("start", s.task_id))
+                env.out(f"start  {sp.service} task {s.task_id[:12]} on {s.instance}: FAILED {s.reason}")
+            progress.halted.setdefault(sp.service, f"a new task failed: {ours[0].reason}")
+            step = P.Step(stops=tuple(ours))
+        ids = runner.launch(session.desired, step)
+        for start, task_id in zip(step.starts, ids, strict=True):
+            allowed = health.seconds_allowed(start.task_definition.spec)
+            progress.launched[task_id] = (sp.service, env.clock.monotonic() + allowed)
+
+
+def _judge(env: Environment, session: common.Session, progress: _Progress, started: set[str]) -> None:
+    """Halts the rollout of a service one of whose new tasks (started, and so listed by its engine) stopped,
+    turned unhealthy or ran out of time. A new task stays watched after it became healthy: one that exits
+    before the apply ends fails it too (no "Apply complete" over tasks that exit right after starting)."""
+    tasks = {t.id: t for cstate in session.observed.values() for t in cstate.tasks}
+    now = env.clock.monotonic()
+    for task_id, (service, deadline) in list(progress.started.items()):
+        if task_id not in started or ("start", task_id) in progress.failed:
+            continue
+        task = tasks.get(task_id)
+        if task_id in progress.healthy:
+            if task is None or task.status().last_status != "STOPPED":
+                continue
+            why = f"stopped after it became healthy: {task.status().reason or 'stopped'}"
+        else:
+            verdict = health.verdict(task)
+            if verdict.done and verdict.failure is None:
+                progress.healthy.add(task_id)
+                continue
+            failure = verdict.failure if verdict.done else ("timed out waiting for health checks" if now > deadline else None)
+            if failure is None:
+                continue
+            why = f"did not become healthy: {failure}"
+        progress.failed.add(("start", task_id))
+        env.out(f"start  {service} task {task_id[:12]} on {task.instance if task else '-'}: FAILED {why}")
+        progress.halted.setdefault(service, f"a new task {why}")
+
+
+def _summary(env: Environment, session: common.Session, results: list[ActionResult], last: P.Plan, progress: _Progress) -> ExitStatus:
+    for service, why in sorted(progress.halted.items()):
+        sp = next((s for s in last.services if s.service == service), None)
+        kept = sum(1 for c in session.observed.values() for t in c.tasks_of(service)
+                   if sp is not None and t.task_hash != next((a.task_definition.task_hash for a in sp.starts), t.task_hash)
+                   and t.status().last_status == "RUNNING")
+        env.out(f"deploy {service}: FAILED deployment halted: {why}" + (f"; {kept} old task(s) kept running" if kept else ""))
+    failed = progress.failed
+    started = len({r.task_id for r in results if r.ok and r.action == "start"} - {t for a, t in failed if a == "start"})
     stopped = sum(1 for r in results if r.ok and r.action == "stop")
-    env.out(f"Apply complete: {started} started, {stopped} stopped, {len(failed_tasks)} failed.")
-    if failed:
+    env.out(f"Apply complete: {started} started, {stopped} stopped, {len(failed)} failed.")
+    if failed or progress.halted:
         return ExitStatus.ERROR
-    if result.unplaced:
-        env.err(f"error: {result.unplaced} task(s) could not be placed (see the plan above)")
+    if last.unplaced:
+        env.err(f"error: {last.unplaced} task(s) could not be placed (see the plan above)")
         return ExitStatus.UNPLACED
     return ExitStatus.OK
 
@@ -132,78 +273,94 @@ def apply(
     concurrency: int,
     lock_wait: str | None,
     unreachable_grace: str | None,
+    no_wait: bool = False,
+    timeout: str | None = None,
 ) -> ExitStatus:
     names = common.parse_target(targets)
     wait = duration("--lock-wait", lock_wait)
     grace = duration("--unreachable-grace", unreachable_grace, DEFAULT_GRACE)
+    limit = duration("--timeout", timeout, DEFAULT_TIMEOUT)
     if concurrency < 1:
         raise UserError("--concurrency must be at least 1")
+    if limit <= 0:
+        raise UserError("--timeout must be positive")
     desired = common.load_desired(env, paths)
     common.require_services(desired, names)
-    with _locked(env, list(desired.clusters), wait):
+    with _locked(env, list(desired.clusters), wait, desired, "apply"):
         session = common.Session(env, desired, observe.Engines(env.engine_factory), remember=True)
-        return _apply_locked(env, session, prune, yes, names, concurrency, grace)
+        try:
+            return _apply_locked(env, session, prune, yes, names, concurrency, grace, not no_wait, limit)
+        finally:
+            session.close()
 
 
 def _apply_locked(
     env: Environment, session: common.Session, prune: bool, yes: bool, names: frozenset[str] | None, concurrency: int,
-    grace: float,
+    grace: float, wait: bool, timeout: float,
 ) -> ExitStatus:
-    try:
-        session.refresh()
-        result = _plan(session, prune, names, grace)
-        unreachable = session.report_unreachable()
-        env.out(result.render())
-        if not result.changed:
-            if result.unplaced:
-                env.err(f"error: {result.unplaced} task(s) could not be placed")
-                return ExitStatus.UNPLACED
-            return ExitStatus.ERROR if unreachable else ExitStatus.OK
-        _confirm(env, "Apply these changes?", yes)
-        status = _execute(env, session, result, concurrency)
-        # Record what every instance runs now, not what it ran before this apply: if an engine stops answering
-        # before the next command, its tasks then count as running during --unreachable-grace instead of being
-        # replaced at once (observation records them; an unreachable engine is no error here).
-        session.refresh()
-    finally:
-        session.close()
+    session.refresh()
+    result = _plan(session, prune, names, grace)
+    unreachable = session.report_unreachable()
+    env.out(result.render())
+    if not result.changed and all(sp.settled for sp in result.services):
+        if result.unplaced:
+            env.err(f"error: {result.unplaced} task(s) could not be placed")
+            return ExitStatus.UNPLACED
+        return ExitStatus.ERROR if unreachable else ExitStatus.OK
+    _confirm(env, "Apply these changes?", yes)
+    status = _converge(env, session, result, prune, names, concurrency, grace, wait, timeout)
+    # Record what every instance runs now, not what it ran before this apply: if an engine stops answering
+    # before the next command, its tasks then count as running during --unreachable-grace instead of being
+    # replaced at once (observation records them; an unreachable engine is no error here).
+    session.refresh()
     return ExitStatus.ERROR if unreachable and status == ExitStatus.OK else status
 
 
-def destroy(env: Environment, paths: Sequence[str], yes: bool, concurrency: int, lock_wait: str | None) -> ExitStatus:
-    """Removes every task the reconciler manages in the clusters of `paths` (services and one-off tasks)."""
+def destroy(
+    env: Environment, paths: Sequence[str], yes: bool, concurrency: int, lock_wait: str | None,
+    targets: Sequence[str] | None = None,
+) -> ExitStatus:
+    """Removes every task the reconciler manages in the clusters of `paths` (services and one-off tasks), or
+    only the tasks of the `--target` services."""
+    names = common.parse_target(targets)
     desired = common.load_desired(env, paths)
-    with _locked(env, list(desired.clusters), duration("--lock-wait", lock_wait)):
+    if concurrency < 1:
+        raise UserError("--concurrency must be at least 1")
+    with _locked(env, list(desired.clusters), duration("--lock-wait", lock_wait), desired, "destroy"):
         session = common.Session(env, desired, observe.Engines(env.engine_factory))
-        return _destroy_locked(env, session, yes, concurrency)
+        try:
+            return _destroy_locked(env, session, yes, concurrency, names)
+        finally:
+            session.close()
 
 
-def _destroy_locked(env: Environment, session: common.Session, yes: bool, concurrency: int) -> ExitStatus:
+def _destroy_locked(env: Environment, session: common.Session, yes: bool, concurrency: int, names: frozenset[str] | None) -> ExitStatus:
+    session.refresh()
+    unreachable = session.report_unreachable()
+    stops = [
+        P.StopTask(cstate.cluster, task.service, task.instance, task.id, "destroy", "UserInitiated",
+                   already_stopped=task.status().last_status != "RUNNING")
+        for cstate in session.observed.values()
+        for task in cstate.tasks
+        if names is None or task.service in names
+    ]
+    by_service: dict[tuple[str, str], list[P.StopTask]] = {}
+    for s in stops:
+        by_service.setdefault((s.cluster, s.service or f"(task {s.task_id[:12]})"), []).append(s)
+    for (c, name), v in sorted(by_service.items()):
+        env.out(f"service {name} (cluster {c}): {len(v)} task(s) to remove")
+    env.out(f"Destroy: {len(stops)} to remove.")
+    if not stops:
+        return ExitStatus.ERROR if unreachable else ExitStatus.OK
+    _confirm(env, "Remove every managed task?" if names is None else f"Remove every task of {', '.join(sorted(names))}?", yes)
+    runner = _runner(env, session, concurrency, lambda r: env.out(r.line()))
     try:
-        session.refresh()
-        unreachable = session.report_unreachable()
-        stops = []
-        for cstate in session.observed.values():
-            for task in cstate.tasks:
-                stops.append(P.StopTask(cstate.cluster, task.service, task.instance, task.id, "destroy", "UserInitiated",
-                                        already_stopped=task.status().last_status != "RUNNING"))
-        by_service: dict[tuple[str, str], list[P.StopTask]] = {}
-        for s in stops:
-            by_service.setdefault((s.cluster, s.service or f"(task {s.task_id[:12]})"), []).append(s)
-        result = P.Plan(
-            services=tuple(
-                P.ServicePlan(cluster=c, service=name, family="", desired=0, running=len(v),
-                              steps=(P.Step(stops=tuple(v)),), remove=len(v), pruned=True)
-                for (c, name), v in sorted(by_service.items())
-            )
-        )
-        for (c, name), v in sorted(by_service.items()):
-            env.out(f"service {name} (cluster {c}): {len(v)} task(s) to remove")
-        env.out(f"Destroy: {len(stops)} to remove.")
-        if not stops:
-            return ExitStatus.ERROR if unreachable else ExitStatus.OK
-        _confirm(env, "Remove every managed task?", yes)
-        status = _execute(env, session, result, concurrency)
+        runner.launch(session.desired, P.Step(stops=tuple(stops)))
+        runner.drain()
     finally:
-        session.close()
-    return ExitStatus.ERROR if unreachable else status
+        runner.shutdown()
+    failed = [r for r in runner.results if not r.ok]
+    env.out(f"Destroy complete: {len(runner.results) - len(failed)} stopped, {len(failed)} failed.")
+    if failed:
+        return ExitStatus.ERROR
+    return ExitStatus.ERROR if unreachable else ExitStatus.OK

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler import executor, observe
+from reconciler import observe, views
 from reconciler.commands import common
 from reconciler.environment import Environment
 from reconciler.errors import ExitStatus, UserError
@@ -121,7 +121,7 @@ def _ports(task: dict[str, Any]) -> str:
 
 
 def _get_tasks(env: Environment, session: common.Session, cluster: str | None, as_json: bool) -> None:
-    tasks = [executor.describe_task(t) for t in _all_tasks(session, cluster)]
+    tasks = [views.describe_task(t) for t in _all_tasks(session, cluster)]
     if as_json:
         env.out(json.dumps({"tasks": tasks}, indent=2, sort_keys=True))
         return
@@ -206,7 +206,7 @@ def describe(env: Environment, what: str, name: str, paths: Sequence[str]) -> Ex
                 raise UserError(f"no service named {name} in the manifests")
             view = _service_view(session, svc)
             cstate = session.observed.get(svc.cluster)
-            view["tasks"] = [executor.describe_task(t) for t in (cstate.tasks_of(name) if cstate else [])]
+            view["tasks"] = [views.describe_task(t) for t in (cstate.tasks_of(name) if cstate else [])]
             stopped = [e for e in env.state().stopped_tasks(svc.cluster) if e.get("group") == svc.group]
             view["stoppedTasks"] = stopped[-10:]
             scaling = env.state().scaling(svc.cluster).get(name)
@@ -222,7 +222,7 @@ def describe(env: Environment, what: str, name: str, paths: Sequence[str]) -> Ex
             env.out(json.dumps({"services": [view]}, indent=2, sort_keys=True))
         elif what == "task":
             try:
-                task = executor.describe_task(find_task(session, name))
+                task = views.describe_task(find_task(session, name))
             except UserError:
                 history = [e for c in session.desired.clusters for e in env.state().stopped_tasks(c) if str(e.get("taskId", "")).startswith(name)]
                 if not history:

@@ -1,20 +1,21 @@
 """`run-task`, `stop-task` and `exec`: one-off tasks outside services, and commands inside tasks.
 
-Owns these commands' flow: placing one-off tasks like service tasks (the planner places them, the
-executor starts them; they are never restarted), waiting for them when asked and passing the essential
-container's exit code on, stopping a task by id (through the executor, so it is recorded like any stop),
-and running a command in a task's container. It must not plan services, and must not create or remove
-containers itself: starting and stopping go through the executor, `exec` only runs a command in a
-container that exists.
+Owns these commands' flow: placing one-off tasks like service tasks (the planner places them, `actions`
+starts them; they are never restarted), moving them on through their `dependsOn` ordering until they
+run, waiting for them when asked and passing the essential container's exit code on, stopping a task by
+id (through `actions`, so it is recorded like any stop), and running a command in a task's container.
+It must not plan services, and must not create or remove containers itself: starting and stopping go
+through `actions`, `exec` only runs a command in a container that exists.
 """
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Sequence
 
-from reconciler import executor, labels
+from reconciler import labels
+from reconciler.actions.result import ActionResult
+from reconciler.actions.runner import Runner
 from reconciler.commands import common, inspect
 from reconciler.engine import api
 from reconciler.environment import Environment
@@ -22,7 +23,9 @@ from reconciler.errors import ExitStatus, UserError
 from reconciler.model import observed as obs
 from reconciler.model import plan as P
 from reconciler.model import spec
-from reconciler.planning import planner
+from reconciler.planning import dependencies, planner
+
+POLL = 0.2
 
 
 def _cluster(desired: spec.DesiredState, name: str | None) -> str:
@@ -52,16 +55,22 @@ def run_task(
         if session.report_unreachable():
             env.err("warning: some engines are unreachable; placing on the others")
         starts, unplaced, reason = planner.run_task(
-            session.desired, session.observed, cname, td, count, launch_type, zlib.crc32(str(time.time_ns()).encode())
+            session.desired, session.observed, cname, td, count, launch_type, zlib.crc32(str(env.clock.now()).encode())
         )
-        ex = executor.Executor(session.desired, session.engines, env.state(), on_result=lambda r: env.out(r.line()),
-                               environ=env.environ, started_by="run-task")
-        results = [ex.start_task(s) for s in starts]
-        if unplaced:
-            env.err(f"error: {unplaced} task(s) could not be placed: {reason}")
-        failed = [r for r in results if not r.ok]
-        if failed:
-            return ExitStatus.ERROR
+        runner = Runner(session.engines, env.state(), environ=env.environ, started_by="run-task", clock=env.clock,
+                        on_result=lambda r: env.out(r.line()))
+        try:
+            ids = runner.launch(session.desired, P.Step(starts=tuple(starts)))
+            runner.drain()
+            results = [r for r in runner.results if r.task_id in ids]
+            if unplaced:
+                env.err(f"error: {unplaced} task(s) could not be placed: {reason}")
+            if any(not r.ok for r in results):
+                return ExitStatus.ERROR
+            if not _until_started(session, runner, cname, results):
+                return ExitStatus.ERROR
+        finally:
+            runner.shutdown()
         for r in results:
             env.out(f"task {r.task_id} started on {r.instance}")
         if not wait:
@@ -73,11 +82,42 @@ def run_task(
     return nonzero[0] if nonzero else ExitStatus.OK  # type: ignore[return-value]
 
 
-def _wait_for_exit(session: common.Session, cluster: str, result: executor.ActionResult) -> int:
+def _until_started(session: common.Session, runner: Runner, cluster: str, results: list[ActionResult]) -> bool:
+    """Starts the tasks' remaining containers as their `dependsOn` conditions come to hold; False (and the
+    task removed) when one can never start. A task interrupted here is moved on by the daemon's passes."""
+    env = session.env
+    waiting = {r.task_id for r in results}
+    ok = True
+    while waiting:
+        cstate = session.refresh([cluster])[cluster]
+        tasks = {t.id: t for t in cstate.tasks if t.id in waiting}
+        for task_id in list(waiting):
+            task = tasks.get(task_id)
+            if task is None or task.status().last_status != obs.PENDING:
+                waiting.discard(task_id)
+                continue
+            progress = dependencies.progress(task, env.clock.now())
+            if progress.failure:
+                env.err(f"error: task {task_id[:12]} failed to start: {progress.failure}")
+                runner.launch(session.desired, P.Step(stops=(P.StopTask(cluster, None, task.instance, task_id,
+                                                                         f"Task failed to start: {progress.failure}",
+                                                                         "TaskFailedToStart"),)))
+                waiting.discard(task_id)
+                ok = False
+            elif progress.ready:
+                runner.launch(session.desired, P.Step(advances=(P.StartContainers(cluster, None, task.instance, task_id,
+                                                                                  progress.ready, "their dependsOn conditions hold"),)))
+        runner.drain()
+        if waiting:
+            env.clock.sleep(POLL)
+    return ok
+
+
+def _wait_for_exit(session: common.Session, cluster: str, result: ActionResult) -> int:
     inst = session.desired.clusters[cluster].instance(result.instance)
     engine = session.engines.get(inst)
     while True:
-        raw = engine.list_containers({labels.MANAGED: "true", labels.TASK: result.task_id})
+        raw = engine.list_containers(labels.selector(task=result.task_id))
         containers = [obs.container_from_list(r) for r in raw]
         essential = [c for c in containers if c.role != labels.ROLE_PAUSE and c.essential]
         if not essential:
@@ -87,17 +127,22 @@ def _wait_for_exit(session: common.Session, cluster: str, result: executor.Actio
             code = done[0].exit_code
             session.env.out(f"task {result.task_id[:12]}: {obs.explain_exit(done[0])}")
             return int(code if code is not None else 1) & 0xFF
-        time.sleep(0.2)
+        session.env.clock.sleep(POLL)
 
 
 def stop_task(env: Environment, task_id: str, paths: Sequence[str], reason: str) -> ExitStatus:
     session = common.open_session(env, paths)
     try:
         task = inspect.find_task(session, task_id)
-        ex = executor.Executor(session.desired, session.engines, env.state(), on_result=lambda r: env.out(r.line()),
-                               environ=env.environ)
-        result = ex.stop_task(P.StopTask(task.cluster, task.service, task.instance, task.id, reason, "UserInitiated",
-                                         already_stopped=task.status().last_status == obs.STOPPED))
+        runner = Runner(session.engines, env.state(), environ=env.environ, clock=env.clock, on_result=lambda r: env.out(r.line()))
+        try:
+            runner.launch(session.desired, P.Step(stops=(P.StopTask(task.cluster, task.service, task.instance, task.id, reason,
+                                                                     "UserInitiated",
+                                                                     already_stopped=task.status().last_status == obs.STOPPED),)))
+            runner.drain()
+        finally:
+            runner.shutdown()
+        result = runner.results[0]
     finally:
         session.close()
     if task.service:

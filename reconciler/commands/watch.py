@@ -2,12 +2,13 @@
 
 Owns wiring the daemon together for one run: logging (text or JSON), the manifest source (a directory
 tree, or a Git branch polled into the state directory), the cluster membership (writer locks shared with
-`apply` and engine event followers, re-synced by the controller with every desired state it adopts),
-the auto scaler, the HTTP status listener, the triggers and the workers, and an orderly shutdown on
-SIGTERM or SIGINT: triggers stop, in-flight work finishes however long it takes, locks are released,
-exit 0; tasks keep running. A second signal abandons the in-flight work (logged; locks released; the
-process exits 0 at once): the executor's next run removes what a start cut short. The reconcile loop
-itself is `daemon.controller`'s. The Git URL is only ever logged redacted.
+`apply`, in the state directory and on the clusters' engines, and engine event followers, re-synced by
+the controller with every desired state it adopts), the auto scaler, the HTTP status listener, the
+triggers and the workers, and an orderly shutdown on SIGTERM or SIGINT: triggers stop, in-flight work
+finishes however long it takes, locks are released, exit 0; tasks keep running. A second signal abandons
+the in-flight work (logged; locks released; the process exits 0 at once): the next run's passes finish or
+remove what a start cut short. The reconcile loop itself is `daemon.controller`'s. The Git URL is only ever
+logged redacted.
 """
 
 from __future__ import annotations
@@ -193,7 +194,8 @@ def watch(env: Environment, options: WatchOptions) -> ExitStatus:
             raise UserError(f"--listen {options.listen}: {e}") from None
     metrics = M.Metrics()
     ctl = C.Controller(env, settings, metrics)
-    members = membership.Membership(ctl.store, _follower(ctl), guard=ctl.cluster_lock, lock_wait=settings.lock_wait)
+    members = membership.Membership(ctl.store, _follower(ctl), guard=ctl.cluster_lock, lock_wait=settings.lock_wait,
+                                    engine_factory=env.engine_factory, command="watch")
     ctl.membership = members
     scaler = autoscaler.Autoscaler(ctl, scaling_period)
     ctl.listeners.append(scaler.adopt)  # restores the saved counts when the first desired state arrives
@@ -258,8 +260,8 @@ def _run(ctl: C.Controller, members: membership.Membership, scaler: autoscaler.A
 
 
 def _abandon(members: membership.Membership) -> None:
-    """Exits at once, in-flight work cut short: safe, as the executor's next run removes what a start left
-    (a task's network or containers without the rest); the interpreter would wait for the action pools."""
+    """Exits at once, in-flight work cut short: safe, as the next run's passes finish or remove what a start
+    left (a task's network, or containers created and not started); the interpreter would wait for the action pools."""
     log.warning("second signal: abandoning in-flight work; the next run cleans up any task it cut short")
     members.close()
     log.info("stopped; running tasks are left running")

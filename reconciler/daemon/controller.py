@@ -1,29 +1,37 @@
-"""The daemon's reconcile loop: keys in, observe -> plan -> execute out, with crash-loop backoff.
+"""The daemon's reconcile loop: keys in, passes out. A pass observes, plans and launches, then returns.
 
 Owns the desired state the daemon converges to (the last valid manifests: an invalid or half-written
-tree is logged in `validate`'s format and never tears anything down), the worker threads that take
-keys from the work queue, the meaning of a key (ALL: reload, observe every cluster once, enqueue the
-services that need work; a service key: re-observe its cluster, plan that service, execute), one writer
-per cluster inside the process (a service key holds its cluster's lock from observe to execute, so two
-services of a cluster never plan against the same observation and double-book memory or host ports),
-per-service crash-loop backoff (about 10 s doubling to 5 min, reset after 10 min without failures), and
-the status and metrics it reports. Each desired state it adopts is handed to `membership` (which
-clusters it may write, which engines are followed) and to its listeners (the auto scaler) before the
-workers see it; a cluster whose writer lock another process holds is observed but never written.
-Deciding is the planner's and acting the executor's; triggers only enqueue.
+tree is logged in `validate`'s format and never tears anything down), the worker threads that take keys
+from the work queue and act on each pass's `Outcome` (only they touch the queue), the meaning of a key
+(ALL: reload, observe every cluster once, name the services that need a pass, move one-off tasks on,
+sweep leftovers; a service key: one pass over that service), one writer per cluster inside the process
+(a pass holds its cluster's lock from snapshotting the work in flight to launching, so two services of a
+cluster never plan against the same observation and double-book memory or host ports), the crash-loop
+gate before a pass starts tasks (`crashloop`), and feeding the runner's results back (a finished action
+enqueues its service). Nothing here waits on an engine: starts, stops and health checks run in the
+runner's background (`actions.runner`), and a rollout moves on when the next pass sees the new state.
+Each desired state it adopts is handed to `membership` (which clusters it may write, which engines are
+followed) and to its listeners (the auto scaler) before the workers see it; a cluster whose writer lock
+another process holds is observed but never written. Deciding is the planner's; triggers only enqueue;
+the /status view is `daemon.status`'.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from reconciler import executor, observe, state
-from reconciler.daemon import autoscaler, membership, triggers, workqueue
+from reconciler import observe, state
+from reconciler.actions import gc
+from reconciler.actions.result import ActionResult
+from reconciler.actions.runner import Runner
+from reconciler.daemon import autoscaler, crashloop, membership, triggers, workqueue
+from reconciler.daemon import status as status_view
+from reconciler.daemon.outcome import BUG, DONE, INVALID, TRANSIENT, Outcome
 from reconciler.environment import Environment
 from reconciler.manifests import build, document, validate
 from reconciler.model import observed as obs
@@ -33,10 +41,7 @@ from reconciler.planning import planner
 
 log = logging.getLogger("reconciler.daemon")
 
-CRASH_BASE = 10.0
-CRASH_CAP = 300.0
-CRASH_RESET = 600.0
-_FAILURE_CODES = ("EssentialContainerExited", "TaskFailedToStart")
+WAITING_POLL = 1.0  # seconds: look again at a rollout that waits, should an engine event go missing
 
 
 @dataclass
@@ -49,26 +54,7 @@ class Settings:
     unreachable_grace: float = 60.0
     lock_wait: float = 0.0
     debounce: float = 0.2
-
-
-@dataclass
-class CrashLoop:
-    """Recent failures of a service's tasks and when the next replacement may start."""
-
-    failures: list[float] = field(default_factory=list)
-    last_replacement: float = 0.0
-    announced: float = 0.0  # the next-attempt time last logged
-
-    def delay(self) -> float:
-        n = len(self.failures)
-        return 0.0 if n == 0 else min(CRASH_BASE * 2 ** (n - 1), CRASH_CAP)
-
-    def next_attempt(self) -> float:
-        return self.last_replacement + self.delay()
-
-    def forget_old(self, now: float) -> None:
-        if self.failures and now - self.failures[-1] > CRASH_RESET:
-            self.failures.clear()
+    stop_concurrency: int = 64
 
 
 class Controller:
@@ -85,23 +71,28 @@ class Controller:
         self.metrics = metrics
         self.manifest_paths = manifest_paths or (lambda: list(settings.paths))
         self.revision = revision
-        self.queue = workqueue.WorkQueue()
+        self.clock = env.clock
+        self.queue = workqueue.WorkQueue(clock=env.clock.monotonic)
         self.engines = observe.Engines(env.engine_factory)
         self.store = env.state()
+        self.runner = Runner(self.engines, state_dir=self.store, concurrency=settings.concurrency,
+                             stop_concurrency=settings.stop_concurrency, environ=env.environ,
+                             started_by="reconciler-watch", clock=env.clock, on_result=self._on_result,
+                             on_progress=log.info)
         self.desired: spec.DesiredState | None = None
         self.desired_revision: str | None = None
         self.manifest_errors: list[str] = []
         self.observed: dict[str, obs.ClusterState] = {}
-        self.crash: dict[str, CrashLoop] = {}
+        self.crash: dict[str, crashloop.Backoff] = {}  # "cluster/service" -> its crash-loop state
+        self._start_failed: set[str] = set()  # "cluster/service" whose last starts failed (a retry is gated)
+        self._unplaced_logged: dict[str, str] = {}
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.desired_counts: dict[str, tuple[int, str]] = {}  # set by the auto scaler
         self.membership: membership.Membership | None = None  # None: every declared cluster is this process's
         self.listeners: list[Callable[[spec.DesiredState | None, spec.DesiredState], None]] = []
         self._cluster_locks: dict[str, threading.Lock] = {}
-        self._inflight: dict[tuple[str, str], tuple[Any, ...]] = {}  # (cluster, service) -> reserved starts
         self._reported: dict[str, set[str]] = {}  # services whose task series each cluster's last observation set
-        self._sweep_again: set[str] = set()  # clusters swept when locked, to sweep once more after the first execution
         self._lock = threading.Lock()
         self._drift_logged: set[str] = set()
         self._workers: list[threading.Thread] = []
@@ -179,26 +170,18 @@ class Controller:
 
     def _sweep(self, desired: spec.DesiredState, cluster: str) -> None:
         """Removes per-task networks and volumes of `cluster` whose task has no containers: what a run killed
-        mid-start (this daemon with SIGKILL, or an `apply`) left behind, as `apply` does before it acts.
-
-        Runs once the cluster's writer lock is newly held, and once more after the first plan executed for
-        the cluster (an engine finishes the requests a killed run had sent, so a network can appear after
-        the first sweep). Always under the cluster's in-process lock: a worker creates a task's network
-        before its containers, and a sweep running meanwhile would take it away.
-        """
+        mid-start (this daemon with SIGKILL, or an `apply`) left behind. Runs when the cluster's writer lock
+        is newly held and at every ALL pass, under the cluster's in-process lock and only while none of the
+        cluster's starts is in flight (a start makes its network before its containers), against an
+        observation made under that lock."""
         with self.cluster_lock(cluster):
-            self._collect_garbage(desired, cluster)
-            self._sweep_again.add(cluster)
-
-    def _collect_garbage(self, desired: spec.DesiredState, cluster: str) -> None:
-        """Observes `cluster` and sweeps it; the caller holds the cluster's in-process lock."""
-        try:
-            observed = self._observe(desired, {cluster: desired.clusters[cluster]})
-            ex = executor.Executor(desired, self.engines, state_dir=self.store, concurrency=self.settings.concurrency,
-                                   environ=self.env.environ, started_by="reconciler-watch")
-            ex.collect_garbage(observed)
-        except Exception as e:  # noqa: BLE001 - leftovers are harmless; never refuse to start over them
-            log.warning("could not remove leftovers of an interrupted run: %s", e, extra={"cluster": cluster})
+            if self.runner.inflight().of_cluster(cluster):
+                return
+            try:
+                observed = self._observe(desired, {cluster: desired.clusters[cluster]})
+                gc.collect(desired, self.engines, observed)
+            except Exception as e:  # noqa: BLE001 - leftovers are harmless; never refuse to go on over them
+                log.warning("could not remove leftovers of an interrupted run: %s", e, extra={"cluster": cluster})
 
     def start_workers(self) -> None:
         for i in range(max(1, self.settings.workers)):
@@ -207,14 +190,18 @@ class Controller:
             self._workers.append(t)
 
     def stop_workers(self, abandon: threading.Event | None = None) -> bool:
-        """Drops queued keys and waits for in-flight work to finish, however long it takes, unless `abandon`
-        is set meanwhile. Returns False when work was abandoned (workers still run: the caller exits)."""
+        """Drops queued keys and waits for the passes and the actions in flight to finish, however long it
+        takes, unless `abandon` is set meanwhile. Returns False when work was abandoned (the caller exits)."""
         self.queue.shutdown()
         for t in self._workers:
             while t.is_alive():
                 if abandon is not None and abandon.is_set():
                     return False
                 t.join(0.2)
+        while not self.runner.drain(0.2):
+            if abandon is not None and abandon.is_set():
+                return False
+        self.runner.shutdown()
         self.engines.close()
         return True
 
@@ -223,43 +210,56 @@ class Controller:
             key = self.queue.get()
             if key is None:
                 return
-            started = time.monotonic()
-            ok = True
-            try:
-                self.reconcile(str(key))
-                self.queue.forget(key)
-            except Exception as e:  # noqa: BLE001 - any failure of one key must not kill the worker
-                ok = False
-                self.last_error = f"{key}: {e}"
-                delay = self.queue.add_rate_limited(key)
-                log.error("reconcile %s failed: %s; retrying in %.1fs", key, e, delay, exc_info=not isinstance(e, observe.api.EngineError))
-            finally:
-                self.queue.done(key)
-                if self.metrics:
-                    self.metrics.observe_reconcile(time.monotonic() - started, ok)
-                    self.metrics.set_queue_depth(len(self.queue))
+            self.process(key)
+
+    def process(self, key: Any) -> Outcome:
+        """Runs one pass over a key taken from the queue and acts on its outcome; the only code that puts
+        keys back (workers call it; tests call it to step the daemon)."""
+        started = self.clock.monotonic()
+        outcome = self._pass(str(key))
+        if outcome.retry:
+            self.last_error = f"{key}: {outcome.error}"
+            delay = self.queue.add_rate_limited(key)
+            log.error("reconcile %s failed: %s; retrying in %.1fs", key, outcome.error, delay)
+        else:
+            self.queue.forget(key)
+            if outcome.requeue_after is not None:
+                self.queue.add_after(key, outcome.requeue_after)
+        for other in outcome.enqueue:
+            self.queue.add(other)
+        self.queue.done(key)
+        if self.metrics:
+            self.metrics.observe_reconcile(self.clock.monotonic() - started, not outcome.retry)
+            self.metrics.set_queue_depth(len(self.queue))
+        return outcome
+
+    def _pass(self, key: str) -> Outcome:
+        """One pass over `key`, whatever goes wrong in it: an engine error is transient, anything else a bug."""
+        try:
+            return self.reconcile(key, self.clock.now())
+        except observe.api.EngineError as e:
+            return Outcome(error=str(e), kind=TRANSIENT)
+        except Exception as e:  # noqa: BLE001 - any failure of one key must not kill the worker
+            log.error("reconcile %s: unexpected %s", key, type(e).__name__, exc_info=True)
+            return Outcome(error=f"unexpected {type(e).__name__}: {e}", kind=BUG)
 
     # -- reconcile --------------------------------------------------------------------------------
 
-    def reconcile(self, key: str) -> None:
+    def reconcile(self, key: str, now: float) -> Outcome:
         if key == triggers.ALL:
-            self.reconcile_all()
-        elif key.startswith("service:"):
+            return self.reconcile_all(now)
+        if key.startswith("service:"):
             cluster, _, service = key[len("service:") :].partition("/")
-            self.reconcile_service(cluster, service)
+            return self.reconcile_service(cluster, service, now)
+        return DONE
 
-    def _options(self, desired: spec.DesiredState, targets: frozenset[str] | None, cluster: str | None = None) -> planner.Options:
-        reservations = {}
-        if cluster is not None:
-            with self._lock:
-                others = [p for (c, s), held in self._inflight.items() if c == cluster and (targets is None or s not in targets) for p in held]
-            reservations = {cluster: tuple(others)}
+    def _options(self, desired: spec.DesiredState, targets: frozenset[str] | None, inflight: Any) -> planner.Options:
         return planner.Options(
             prune=self.settings.prune,
             targets=targets,
             unreachable_grace=self.settings.unreachable_grace,
             desired_counts=self._scaled_counts(desired),
-            reservations=reservations,
+            inflight=inflight,
         )
 
     def _scaled_counts(self, desired: spec.DesiredState) -> dict[str, tuple[int, str]]:
@@ -283,7 +283,7 @@ class Controller:
         return self._observe(desired, clusters)
 
     def _observe(self, desired: spec.DesiredState, clusters: Mapping[str, spec.Cluster]) -> dict[str, obs.ClusterState]:
-        now = time.time()
+        now = self.clock.now()
         out = {}
         for name, cstate in observe.observe(desired, self.engines, clusters).items():
             # The last-known tasks are the writer's memory: a cluster another process writes is only read.
@@ -293,149 +293,139 @@ class Controller:
             self.observed.update(out)
         return out
 
-    def reconcile_all(self) -> None:
-        """Reloads the manifests, observes every cluster once, and enqueues each service that needs work."""
-        self.load()
+    def reconcile_all(self, now: float) -> Outcome:
+        """Reloads the manifests, observes every cluster once, names each service that needs a pass, moves
+        one-off tasks on and sweeps leftovers."""
+        valid = self.load()
         desired = self.desired
         if desired is None:
-            return
+            return Outcome(error="no valid manifests yet", kind=INVALID)
+        inflight = self.runner.inflight()
         observed = self._observe(desired, desired.clusters)
-        result = planner.plan(desired, observed, time.time(), self._options(desired, None))
-        for sp in result.services:
-            if (sp.changed or sp.unplaced) and self.owns(sp.cluster):
-                self.enqueue(triggers.service_key(sp.cluster, sp.service))
+        result = planner.plan(desired, observed, now, self._options(desired, None, inflight))
+        keys = tuple(
+            triggers.service_key(sp.cluster, sp.service)
+            for sp in result.services
+            if (sp.changed or sp.unplaced or sp.waiting) and self.owns(sp.cluster)
+        )
+        one_off = [a for a in result.one_off if self.owns(a.cluster)]
+        if one_off:
+            self.runner.launch(desired, P.Step(stops=tuple(a for a in one_off if isinstance(a, P.StopTask)),
+                                               advances=tuple(a for a in one_off if isinstance(a, P.StartContainers))))
         for name in result.orphans:
             if name not in self._drift_logged:
                 log.warning("service %s runs but is no longer declared; not removed (run with --prune to remove it)", name)
                 self._drift_logged.add(name)
-        self.last_success = time.time()
+        for cluster in desired.clusters:
+            if self.owns(cluster):
+                self._sweep(desired, cluster)
+        self.last_success = now
         if self.metrics:
             self.metrics.mark_success(self.last_success)
+        return Outcome(enqueue=keys, kind="ok" if valid else INVALID)
 
-    def reconcile_service(self, cluster: str, service: str) -> None:
-        """Observes the service's cluster and plans the service under the cluster's lock, so the plan places
-        against an observation plus the starts other workers have in flight (memory, host ports); then
-        executes outside the lock, so a service waiting for health checks never holds up the others."""
+    def reconcile_service(self, cluster: str, service: str, now: float) -> Outcome:
+        """One pass over a service, under its cluster's lock: snapshot the work in flight, observe the
+        cluster, plan the service against both, launch what the plan says to do now, and return. Launched
+        work runs in the runner; its end enqueues the service again, as do engine events."""
         desired = self.desired
         if desired is None or cluster not in desired.clusters:
-            return
-        key = (cluster, service)
+            return DONE
         with self.cluster_lock(cluster):
             if not self.owns(cluster):
                 log.debug("service %s: cluster is locked by another process; not reconciled", service, extra={"cluster": cluster})
-                return
-            sp = self._plan_service(desired, cluster, service)
+                return DONE
+            inflight = self.runner.inflight()
+            observed = self._observe(desired, {cluster: desired.clusters[cluster]})
+            result = planner.plan(desired, observed, now, self._options(desired, frozenset([service]), inflight))
+            sp = next((s for s in result.services if s.service == service), None)
             if sp is None:
-                return
-            with self._lock:
-                self._inflight[key] = planner.reservations(sp)
-        try:
-            self._execute(desired, P.Plan(services=(sp,)))
-        finally:
-            with self._lock:
-                del self._inflight[key]
-                idle = not any(c == cluster for c, _ in self._inflight)
-        # /status and the task metrics report the last observation: look again once the actions are done,
-        # or they would show the pre-apply state until the next event or resync. A sweep for leftovers runs
-        # only while no start is in flight in the cluster (it would take a network a start just made).
-        with self.cluster_lock(cluster):
-            if cluster in self._sweep_again and idle:
-                self._sweep_again.discard(cluster)
-                self._collect_garbage(desired, cluster)  # observes too
-            else:
-                self._observe(desired, {cluster: desired.clusters[cluster]})
+                return DONE
+            step, wait = self._gate(cluster, sp, observed[cluster], desired, now)
+            if not step.empty:
+                self._log_plan(sp, step)
+                self.runner.launch(desired, step)
+        self._log_unplaced(sp)
+        requeue = [w for w in (wait, WAITING_POLL if sp.waiting else None) if w]
+        return Outcome(requeue_after=min(requeue) if requeue else None)
 
-    def _plan_service(self, desired: spec.DesiredState, cluster: str, service: str) -> P.ServicePlan | None:
-        """The service's plan when there is something to do now, else None (nothing, or a crash-loop wait)."""
-        observed = self._observe(desired, {cluster: desired.clusters[cluster]})
-        now = time.time()
-        result = planner.plan(desired, observed, now, self._options(desired, frozenset([service]), cluster))
-        sp = next((s for s in result.services if s.service == service), None)
-        log.debug("reconcile service %s: %s", service, sp and f"{sp.add} add, {sp.replace} replace, {sp.remove} remove",
-                  extra={"cluster": cluster})
-        if sp is None or not sp.changed:
-            if sp is not None and sp.unplaced:
-                log.warning("service %s: %d task(s) cannot be placed: %s", service, sp.unplaced, sp.unplaced_reason)
-            self._heal_clock(cluster, service, now)
-            return None
-        wait = self._crash_wait(cluster, sp, now, observed[cluster])
-        if wait > 0:
-            with self._lock:
-                loop = self.crash[f"{cluster}/{service}"]
-            if loop.announced != loop.next_attempt():  # events and their re-checks ask again; say it once
-                loop.announced = loop.next_attempt()
-                log.warning("service %s is crash-looping; next replacement in %.0fs", service, wait,
-                            extra={"service": service, "cluster": cluster})
-            self.queue.add_after(triggers.service_key(cluster, service), wait)
-            return None
-        return sp
-
-    def _crash_wait(self, cluster: str, sp: P.ServicePlan, now: float, cstate: obs.ClusterState) -> float:
-        """Seconds to wait before replacing failed tasks of `sp`'s service (0 to go ahead now).
-
-        A task that ran for the reset period before failing starts the count afresh, as Kubernetes resets
-        a container's backoff after ten minutes of running: only quick, repeated failures are a loop.
-        """
-        failed = [s for s in sp.stops if s.already_stopped and s.stop_code in _FAILURE_CODES]
-        if not failed:
-            return 0.0
+    def _gate(
+        self, cluster: str, sp: P.ServicePlan, cstate: obs.ClusterState, desired: spec.DesiredState, now: float
+    ) -> tuple[P.Step, float]:
+        """The crash-loop gate before a pass starts tasks: (what to launch now, seconds until it may start
+        them). While a service crash-loops, the pass launches nothing (its dead tasks stay to be seen)
+        but the next containers of pending tasks."""
+        step = sp.now
         key = f"{cluster}/{sp.service}"
-        with self._lock:  # status() and other clusters' workers read the map meanwhile
-            loop = self.crash.setdefault(key, CrashLoop())
-        loop.forget_old(now)
-        created = {t.id: t.created for t in cstate.tasks}
-        if all(now - created.get(s.task_id, now) >= CRASH_RESET for s in failed):
-            loop.failures.clear()
-        wait = loop.next_attempt() - now
-        if wait > 0:
-            self._save_backoff(cluster)
-            return wait
-        loop.failures.append(now)
-        loop.last_replacement = now
-        self._save_backoff(cluster)
-        return 0.0
-
-    def _heal_clock(self, cluster: str, service: str, now: float) -> None:
         with self._lock:
-            loop = self.crash.get(f"{cluster}/{service}")
-        if loop and loop.failures:
-            loop.forget_old(now)
-            if not loop.failures:
-                self._save_backoff(cluster)
+            before = self.crash.get(key, crashloop.Backoff())
+            retry = key in self._start_failed
+        if not step.starts:
+            after = crashloop.forget_old(before, now)
+            if after != before:
+                self._set_backoff(cluster, key, after)
+            return step, 0.0
+        svc = desired.services.get(sp.service)
+        min_run = crashloop.min_run_seconds(svc.health_check_grace_period if svc else None)
+        tasks = {t.id: t for t in cstate.tasks}
+        young = sum(1 for s in step.stops if s.already_stopped and s.task_id in tasks
+                    and crashloop.is_crash_failure(tasks[s.task_id], min_run))
+        wait, after = crashloop.admit(before, young, now, retry)
+        if wait <= 0:
+            with self._lock:
+                self._start_failed.discard(key)
+            if after != before:
+                self._set_backoff(cluster, key, after)
+            return step, 0.0
+        announce, after = crashloop.should_announce(after)
+        if announce:
+            log.warning("service %s is crash-looping; next replacement in %.0fs", sp.service, wait,
+                        extra={"service": sp.service, "cluster": cluster})
+        if after != before:
+            self._set_backoff(cluster, key, after)
+        return P.Step(advances=step.advances), wait
 
-    def _save_backoff(self, cluster: str) -> None:
-        now = time.time()
-        entries = {}
+    def _set_backoff(self, cluster: str, key: str, backoff: crashloop.Backoff) -> None:
         with self._lock:
-            loops = list(self.crash.items())
-        for key, loop in loops:
-            c, _, service = key.partition("/")
-            if c == cluster and loop.failures:
-                entries[service] = {
-                    "recentFailures": len(loop.failures),
-                    "nextReplacementAt": loop.next_attempt(),
-                    "backoffSeconds": loop.delay(),
-                }
-                if self.metrics:
-                    self.metrics.set_backoff(cluster, service, max(0.0, loop.next_attempt() - now))
+            self.crash[key] = backoff
+            states = {k.partition("/")[2]: v for k, v in self.crash.items() if k.partition("/")[0] == cluster}
+        if self.metrics:
+            self.metrics.set_backoff(cluster, key.partition("/")[2], crashloop.wait(backoff, self.clock.now()))
         try:
-            self.store.save_backoff(cluster, entries)
+            self.store.save_backoff(cluster, crashloop.states_to_json(states))
         except OSError:
             pass
 
-    def _execute(self, desired: spec.DesiredState, plan: P.Plan) -> None:
-        for sp in plan.services:
-            for line in plan.render().splitlines()[:-1]:
-                log.info(line.strip(), extra={"service": sp.service, "cluster": sp.cluster, "commit": self.desired_revision})
-        ex = executor.Executor(desired, self.engines, state_dir=self.store, concurrency=self.settings.concurrency,
-                               on_result=self._on_result, environ=self.env.environ, started_by="reconciler-watch",
-                               on_progress=log.info)
-        ex.apply(plan)
+    def _log_plan(self, sp: P.ServicePlan, step: P.Step) -> None:
+        only = dataclasses.replace(sp, steps=(step,), warnings=(), diff=sp.diff)
+        for line in P.Plan(services=(only,)).render().splitlines()[:-1]:
+            log.info(line.strip(), extra={"service": sp.service, "cluster": sp.cluster, "commit": self.desired_revision})
 
-    def _on_result(self, r: executor.ActionResult) -> None:
+    def _log_unplaced(self, sp: P.ServicePlan) -> None:
+        key = f"{sp.cluster}/{sp.service}"
+        said = f"{sp.unplaced}: {sp.unplaced_reason}" if sp.unplaced else ""
+        if self._unplaced_logged.get(key, "") != said:
+            if said:
+                log.warning("service %s: %d task(s) cannot be placed: %s", sp.service, sp.unplaced, sp.unplaced_reason,
+                            extra={"service": sp.service, "cluster": sp.cluster})
+            self._unplaced_logged[key] = said
+
+    def _on_result(self, r: ActionResult) -> None:
+        """A background action ended: log it, count it, gate a failed start's retry, and pass again."""
         (log.info if r.ok else log.error)(r.line(), extra={"service": r.service, "cluster": r.cluster, "task": r.task_id})
         if self.metrics:
             self.metrics.count_action(r.action, r.ok)
+        if not r.service:
+            return
+        key = f"{r.cluster}/{r.service}"
+        if r.action == "start" and not r.ok:
+            now = self.clock.now()
+            with self._lock:
+                self._start_failed.add(key)
+                before = self.crash.get(key, crashloop.Backoff())
+            if crashloop.wait(before, now) <= 0:  # one failure per round, however many starts of it failed
+                self._set_backoff(r.cluster, key, crashloop.record_failures(before, 1, now))
+        self.enqueue(triggers.service_key(r.cluster, r.service))
 
     # -- reporting ----------------------------------------------------------------------------------
 
@@ -467,47 +457,27 @@ class Controller:
     def ready(self) -> bool:
         return self.desired is not None and self.last_success is not None
 
-    def status(self) -> dict[str, Any]:
-        with self._lock:
-            desired = self.desired
-            observed = dict(self.observed)
-            crash = dict(self.crash)
+    def snapshot(self) -> status_view.Snapshot:
+        """A consistent copy of what the views report (see `daemon.status`)."""
+        desired = self.desired
         counts = self._scaled_counts(desired) if desired else {}
-        services = []
-        for svc in sorted(desired.services.values(), key=lambda s: (s.cluster, s.name)) if desired else []:
-            cstate = observed.get(svc.cluster)
-            tasks = cstate.tasks_of(svc.name) if cstate else []
-            statuses = [t.status() for t in tasks]
-            loop = crash.get(f"{svc.cluster}/{svc.name}")
-            count, source = counts.get(svc.name, (svc.desired_count, "manifest"))
-            services.append(
-                {
-                    "serviceName": svc.name,
-                    "cluster": svc.cluster,
-                    "desiredCount": count,
-                    "desiredCountSource": source,
-                    "runningCount": sum(1 for s in statuses if s.last_status == obs.RUNNING),
-                    "pendingCount": sum(1 for s in statuses if s.last_status == obs.PENDING),
-                    "tasks": [
-                        {"taskId": t.id, "instance": t.instance, "lastStatus": s.last_status, "healthStatus": s.health}
-                        for t, s in zip(tasks, statuses, strict=True)
-                    ],
-                    "crashLoop": (
-                        {"recentFailures": len(loop.failures), "nextReplacementAt": loop.next_attempt()}
-                        if loop and loop.failures
-                        else None
-                    ),
-                }
+        with self._lock:
+            return status_view.Snapshot(
+                desired=desired,
+                observed=dict(self.observed),
+                crash=dict(self.crash),
+                counts=counts,
+                inflight=self.runner.inflight(),
+                ready=self.ready(),
+                revision=self.desired_revision,
+                manifest_errors=tuple(self.manifest_errors),
+                last_success=self.last_success,
+                last_error=self.last_error,
+                queue_depth=len(self.queue),
+                locks=self.membership.report() if self.membership is not None else None,
             )
-        out = {
-            "ready": self.ready(),
-            "appliedCommit": self.desired_revision,
-            "manifests": {"valid": not self.manifest_errors, "errors": list(self.manifest_errors)},
-            "lastSuccessfulReconcile": self.last_success,
-            "lastError": self.last_error,
-            "queueDepth": len(self.queue),
-            "services": services,
-        }
-        if self.membership is not None:
-            out["clusterLocks"] = self.membership.report()
-        return out
+
+
+    def status(self) -> dict[str, Any]:
+        """The /status document."""
+        return status_view.view(self.snapshot())

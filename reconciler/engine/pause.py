@@ -3,7 +3,7 @@
 Owns a tiny static Linux executable that blocks forever (x86_64 `pause`, aarch64 `ppoll`), and packing
 it as a one-file root filesystem tarball (`image_tar`) that `Engine.load_image_tar` imports as
 `PAUSE_IMAGE`, like the ECS agent's bundled pause image. Pure byte building: it must not talk to
-engines nor import the docker SDK; the executor loads the image where it is missing.
+engines nor import the docker SDK; `actions.images` loads the image where it is missing.
 """
 
 from __future__ import annotations

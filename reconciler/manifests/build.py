@@ -5,7 +5,7 @@ Owns the translation from manifest vocabulary to model values: defaults ECS appl
 engines, and fingerprints of local files a container reads (environment files) so their edits count as
 changes. A fingerprint is the path as written plus a hash of the content, never the resolved path, so
 the same manifests checked out in another directory (the daemon's Git mode) hash the same; the files
-are read at container creation, relative to the manifest's directory (`resolve`, from the executor).
+are read at container creation, relative to the manifest's directory (`resolve`, from `actions.launch`).
 A task definition is built from its own document only, whatever services use it.
 It must not validate (that happened before) nor talk to engines.
 """

@@ -1,8 +1,11 @@
 """The plan: what would change, as data, every action with its reason.
 
-Owns `StartTask`, `StopTask`, `Step` (one wave of a deployment: starts, then stops once the starts are
-healthy), `ServicePlan` (per service, with nomad-style counts and the field-level diff) and `Plan`,
-plus their text and JSON renderings. It must not decide (the planner does) nor act (the executor does).
+Owns the actions (`StartTask`, `StopTask`, `StartContainers`: the next containers of a pending task whose
+`dependsOn` conditions now hold), `Step` (one reconcile pass's worth of actions, launched together),
+`ServicePlan` (per service: the steps, nomad-style counts, what the rollout waits for, the field-level
+diff) and `Plan`, plus their text and JSON renderings. Only a plan's first step is acted on: later steps
+are the planner's projection of the passes that follow once what the rollout waits for has happened.
+It must not decide (the planner does) nor act (`actions` does).
 """
 
 from __future__ import annotations
@@ -62,12 +65,41 @@ class StopTask:
 
 
 @dataclass(frozen=True)
+class StartContainers:
+    """Starts containers of a task that was created earlier and waits on `dependsOn` (its PENDING phase)."""
+
+    cluster: str
+    service: str | None
+    instance: str
+    task_id: str
+    containers: tuple[str, ...]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": "start-containers",
+            "cluster": self.cluster,
+            "service": self.service,
+            "instance": self.instance,
+            "taskId": self.task_id,
+            "containers": list(self.containers),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
 class Step:
-    """One wave: start these, wait until they are healthy when `wait`, then stop those."""
+    """One pass's actions, launched together. `after` says what must have happened before a projected step
+    can begin ("" for the first step: it is what a pass does now)."""
 
     starts: tuple[StartTask, ...] = ()
     stops: tuple[StopTask, ...] = ()
-    wait: bool = False
+    advances: tuple[StartContainers, ...] = ()
+    after: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.starts or self.stops or self.advances)
 
 
 @dataclass(frozen=True)
@@ -87,10 +119,22 @@ class ServicePlan:
     warnings: tuple[str, ...] = ()
     desired_source: str = "manifest"
     pruned: bool = False  # the service is gone from the manifests
+    waiting: tuple[str, ...] = ()  # what the rollout waits for before its next step ("2 new task(s) to become healthy")
+    advance: int = 0  # pending tasks whose next containers start now
 
     @property
     def changed(self) -> bool:
-        return bool(self.add or self.replace or self.remove)
+        return bool(self.add or self.replace or self.remove or self.advance)
+
+    @property
+    def now(self) -> Step:
+        """What a pass does now: the first step, unless the rollout is waiting."""
+        return self.steps[0] if self.steps and not self.steps[0].after else Step()
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to do and nothing to wait for."""
+        return not self.steps and not self.waiting
 
     @property
     def starts(self) -> list[StartTask]:
@@ -116,8 +160,15 @@ class ServicePlan:
             "diff": list(self.diff),
             "warnings": list(self.warnings),
             "pruned": self.pruned,
+            "advance": self.advance,
+            "waiting": list(self.waiting),
             "steps": [
-                {"starts": [a.to_dict() for a in s.starts], "stops": [a.to_dict() for a in s.stops], "wait": s.wait}
+                {
+                    "starts": [a.to_dict() for a in s.starts],
+                    "stops": [a.to_dict() for a in s.stops],
+                    "startContainers": [a.to_dict() for a in s.advances],
+                    "after": s.after or None,
+                }
                 for s in self.steps
             ],
         }
@@ -129,6 +180,7 @@ class Plan:
     unreachable: Mapping[str, str] = field(default_factory=dict)  # endpoint -> error
     strangers: tuple[str, ...] = ()  # unlabelled containers whose names clash with ours
     orphans: tuple[str, ...] = ()  # services on the engines that the manifests no longer declare
+    one_off: tuple[StartContainers | StopTask, ...] = ()  # one-off tasks (run-task) to move on or clean up
 
     @property
     def add(self) -> int:
@@ -148,7 +200,7 @@ class Plan:
 
     @property
     def changed(self) -> bool:
-        return any(s.changed for s in self.services)
+        return any(s.changed for s in self.services) or bool(self.one_off)
 
     def summary(self) -> str:
         return f"Plan: {self.add} to add, {self.replace} to replace, {self.remove} to remove."
@@ -160,6 +212,7 @@ class Plan:
             "unreachable": dict(self.unreachable),
             "strangers": list(self.strangers),
             "orphans": list(self.orphans),
+            "oneOff": [a.to_dict() for a in self.one_off],
         }
 
     def render(self) -> str:
@@ -172,19 +225,33 @@ class Plan:
             lines.append(head)
             for w in s.warnings:
                 lines.append(f"  ! {w}")
-            if not s.changed and not s.unplaced:
+            if not s.changed and not s.unplaced and not s.waiting:
                 lines.append("  = no changes")
+            acting = bool(s.steps) and not s.steps[0].after
+            if s.waiting and not acting:
+                lines.append(f"  … waiting for {' and '.join(s.waiting)}")
             for step_no, step in enumerate(s.steps, 1):
                 prefix = f"  [{step_no}] " if len(s.steps) > 1 else "  "
+                if step.after:
+                    lines.append(f"  [{step_no}] once {step.after}:")
+                for a in step.advances:
+                    lines.append(f"{prefix}> start {', '.join(a.containers)} of task {a.task_id[:12]} on {a.instance}: {a.reason}")
                 for a in step.starts:
                     lines.append(f"{prefix}+ start task on {a.instance}: {a.reason}")
                 for a in step.stops:
                     lines.append(f"{prefix}- stop task {a.task_id[:12]} on {a.instance}: {a.reason}")
+                if step_no == 1 and acting and s.waiting:
+                    lines.append(f"  … then waits for {' and '.join(s.waiting)}")
             if s.diff:
                 lines.append("  ~ changes:")
                 lines.extend(f"      {d}" for d in s.diff)
             if s.unplaced:
                 lines.append(f"  ! {s.unplaced} task(s) cannot be placed: {s.unplaced_reason}")
+        for a in self.one_off:
+            if isinstance(a, StartContainers):
+                lines.append(f"one-off task {a.task_id[:12]} on {a.instance}: start {', '.join(a.containers)}: {a.reason}")
+            else:
+                lines.append(f"one-off task {a.task_id[:12]} on {a.instance}: remove: {a.reason}")
         for endpoint, error in sorted(self.unreachable.items()):
             lines.append(f"! engine {endpoint} is unreachable: {error}")
         for name in self.strangers:

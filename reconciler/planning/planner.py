@@ -1,8 +1,13 @@
-"""`plan(desired, observed, now) -> Plan`: the single, pure entry point that decides what changes.
+"""`plan(desired, observed, now, options) -> Plan`: the single, pure entry point that decides what changes.
 
-Owns, per service: sorting observed tasks into keep / replace (spec drift, failed, unhealthy, on a
-draining instance) / remove (scale-in, surplus, pruned), laying replacements out in waves that respect
-`maximumPercent` and `minimumHealthyPercent`, and asking `placement` where new tasks go. Every action
+Owns, per service and per reconcile pass: sorting tasks (observed, plus the work in flight given in
+`Options.inflight`) into new and old, available (RUNNING and HEALTHY) or not, failed, dead and being
+stopped; deciding what a pass launches now within `maximumPercent` and `minimumHealthyPercent` (the
+Kubernetes deployment controller's rule: never more than the upper bound running or pending, never
+fewer available than the lower bound, counting not-yet-healthy new tasks as unavailable); which pending
+tasks' next containers start (`dependencies`); and asking `placement` where new tasks go. The first step
+of a service's plan is what a pass does now; the steps after it are the projected passes that follow
+once what the rollout waits for has happened (shown by `plan`, never acted on ahead of time). Every action
 carries its reason. It must not do I/O, read the clock (`now` is given) or use unseeded randomness.
 """
 
@@ -14,10 +19,13 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from reconciler.model import inflight as F
 from reconciler.model import observed as obs
 from reconciler.model import plan as P
 from reconciler.model import spec
-from reconciler.planning import diff, placement, resources
+from reconciler.planning import dependencies, diff, placement, resources
+
+MAX_PROJECTED_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -26,9 +34,9 @@ class Options:
     targets: frozenset[str] | None = None  # service names; None = all
     desired_counts: Mapping[str, tuple[int, str]] = field(default_factory=dict)  # autoscaler overrides
     unreachable_grace: float = 60.0  # seconds a dead engine's last-known tasks still count as running
-    # Tasks another writer is starting right now, by cluster: they hold resources the observation may not
-    # show yet (the daemon plans one service while another's starts are still in flight).
-    reservations: Mapping[str, tuple[placement.PlacedTask, ...]] = field(default_factory=dict)
+    # Work launched and not yet seen finished: starts count toward their service and hold resources before
+    # the engine lists them; tasks being stopped count as neither running nor capacity to keep.
+    inflight: F.InFlight = F.NOTHING
 
 
 def plan(
@@ -40,13 +48,14 @@ def plan(
     services: list[P.ServicePlan] = []
     unreachable: dict[str, str] = {}
     orphans: list[str] = []
+    one_off: list[P.StartContainers | P.StopTask] = []
     for cluster_name in sorted(desired.clusters):
         cluster = desired.clusters[cluster_name]
         state = observed.get(cluster_name) or obs.ClusterState(cluster_name, {}, ())
         for inst in state.instances.values():
             if not inst.reachable:
                 unreachable[inst.endpoint] = inst.error or "unreachable"
-        planner = _ClusterPlanner(cluster, state, now, options.unreachable_grace, options.reservations.get(cluster_name, ()))
+        planner = _ClusterPlanner(cluster, state, now, options.unreachable_grace, options.inflight)
         for svc in desired.services_of(cluster_name):
             if options.targets is not None and svc.name not in options.targets:
                 continue
@@ -63,11 +72,38 @@ def plan(
                 services.append(planner.prune(name))
             else:
                 orphans.append(name)
-    return P.Plan(services=tuple(services), unreachable=unreachable, orphans=tuple(orphans))
+        if options.targets is None:
+            one_off += planner.one_off()
+    return P.Plan(services=tuple(services), unreachable=unreachable, orphans=tuple(orphans), one_off=tuple(one_off))
 
 
 def _seed(name: str) -> int:
     return zlib.crc32(name.encode())
+
+
+@dataclass(frozen=True)
+class _Old:
+    """A task of an older revision (or on a draining instance) that a rollout replaces."""
+
+    instance: str
+    task_id: str
+    reason: str
+    available: bool
+    observed: bool = True  # False: a start still in flight (it cannot be stopped before the engine lists it)
+
+
+@dataclass
+class _Sorted:
+    """One service's tasks as a pass sees them."""
+
+    new_ready: list[obs.Task] = field(default_factory=list)
+    new_pending: list[obs.Task] = field(default_factory=list)  # observed, not yet available
+    new_inflight: int = 0  # starts launched, not yet listed by the engine
+    unknown: int = 0  # last-known tasks of an unreachable engine, within the grace period
+    old: list[_Old] = field(default_factory=list)
+    cleanup: list[P.StopTask] = field(default_factory=list)  # dead or failed: stop now, whatever the bounds
+    advances: list[P.StartContainers] = field(default_factory=list)
+    stopping: int = 0
 
 
 class _ClusterPlanner:
@@ -79,26 +115,31 @@ class _ClusterPlanner:
         state: obs.ClusterState,
         now: float,
         grace: float = 0.0,
-        reservations: Iterable[placement.PlacedTask] = (),
+        inflight: F.InFlight = F.NOTHING,
     ):
         self.cluster = cluster
         self.state = state
         self.now = now
         self.grace = grace
+        self.inflight = inflight
         self.statuses = {t.id: t.status() for t in state.tasks}
         self.live = [t for t in state.tasks if self.statuses[t.id].last_status == obs.RUNNING]
         self.pool = {i.name: i for i in cluster.all_instances()}
+        listed = {t.id for t in state.tasks}
+        self.launching = [s for s in inflight.starts_of(cluster.name) if s.task_id not in listed]
+        # Listed tasks whose start is still in flight: half-made for now, never judged, advanced or stopped.
+        self.starting = {s.task_id for s in inflight.starts_of(cluster.name)} & listed
+        holding = [t for t in state.tasks if self.statuses[t.id].last_status in (obs.RUNNING, obs.PENDING)]
         self.placed: list[placement.PlacedTask] = [
-            placement.PlacedTask(
-                instance_id=t.instance,
-                group=t.group,
-                task_id=t.id,
-                **resources.reservation(t.spec),
-            )
-            for t in self.live
+            placement.PlacedTask(instance_id=t.instance, group=t.group, task_id=t.id, **resources.reservation(t.spec))
+            for t in holding
             if t.instance in self.pool
         ]
-        self.placed += [r for r in reservations if r.instance_id in self.pool]
+        self.placed += [
+            placement.PlacedTask(instance_id=s.instance, group=s.group, task_id=s.task_id, cpu=s.cpu, memory=s.memory, ports=s.ports)
+            for s in self.launching
+            if s.instance in self.pool
+        ]
 
     # -- instances -------------------------------------------------------------------------------
 
@@ -145,50 +186,88 @@ class _ClusterPlanner:
             strategies=svc.strategies,
         )
 
-    # -- services --------------------------------------------------------------------------------
+    # -- sorting tasks ---------------------------------------------------------------------------
 
-    def _why_replace(self, task: obs.Task, td: spec.TaskDefinition, grace: int) -> str | None:
-        status = self.statuses[task.id]
+    def _why_outdated(self, task: obs.Task, td: spec.TaskDefinition) -> str | None:
         inst = self.pool.get(task.instance)
         if inst is None:
             return f"instance {task.instance} is no longer in the cluster"
         if inst.status == spec.DRAINING:
             return f"instance {task.instance} is DRAINING"
-        if status.health == obs.UNHEALTHY and self.now - task.created >= grace:
-            return "task failed container health checks"
         if task.task_hash != td.task_hash:
             return f"task definition {td.family} changed"
         return None
 
+    def _failed(self, task: obs.Task, grace: int) -> bool:
+        status = self.statuses[task.id]
+        return status.health == obs.UNHEALTHY and self.now - task.created >= grace
+
+    def _pending(self, task: obs.Task, out: _Sorted) -> bool:
+        """Moves a PENDING task on (its next containers) or fails it; False when it failed."""
+        if task.id in self.inflight.advancing:
+            return True
+        step = dependencies.progress(task, self.now)
+        if step.failure:
+            out.cleanup.append(self._stop(task, f"Task failed to start: {step.failure}", "TaskFailedToStart"))
+            return False
+        if step.ready:
+            started = any(c.state != "created" for c in task.app_containers)
+            why = "their dependsOn conditions hold" if started else "the task was created but never started (an interrupted start)"
+            out.advances.append(P.StartContainers(self.cluster.name, task.service, task.instance, task.id, step.ready, why))
+        return True
+
+    def _sort(self, svc: spec.Service, td: spec.TaskDefinition) -> _Sorted:
+        out = _Sorted()
+        for task in self.state.tasks_of(svc.name):
+            if task.id in self.inflight.stopping:
+                out.stopping += 1
+                continue
+            if task.id in self.starting:
+                if task.task_hash == td.task_hash:
+                    out.new_inflight += 1
+                else:
+                    out.old.append(_Old(task.instance, task.id, f"task definition {td.family} changed", False, observed=False))
+                continue
+            status = self.statuses[task.id]
+            if status.last_status == obs.STOPPED:
+                out.cleanup.append(self._stop(task, status.reason or "task stopped", status.stop_code))
+                continue
+            if status.last_status == obs.PENDING and not self._pending(task, out):
+                continue
+            outdated = self._why_outdated(task, td)
+            if status.last_status == obs.RUNNING and self._failed(task, svc.health_check_grace_period):
+                out.cleanup.append(self._stop(task, "Task failed container health checks"))
+                continue
+            available = status.last_status == obs.RUNNING and status.health == obs.HEALTHY
+            if outdated is not None:
+                out.old.append(_Old(task.instance, task.id, outdated, available))
+            elif available:
+                out.new_ready.append(task)
+            else:
+                out.new_pending.append(task)
+        for s in self.launching:
+            if s.service != svc.name:
+                continue
+            if s.task_hash == td.task_hash:
+                out.new_inflight += 1
+            else:
+                out.old.append(_Old(s.instance, s.task_id, f"task definition {td.family} changed", False, observed=False))
+        out.unknown = len(self._unknown(svc, td))
+        return out
+
+    # -- services --------------------------------------------------------------------------------
+
     def service(self, svc: spec.Service, td: spec.TaskDefinition, desired: int, source: str) -> P.ServicePlan:
-        tasks = self.state.tasks_of(svc.name)
         if svc.scheduling_strategy == spec.DAEMON:
-            return self._daemon(svc, td, tasks)
-        dead = [t for t in tasks if self.statuses[t.id].last_status != obs.RUNNING]
+            return self._daemon(svc, td)
+        tasks = self.state.tasks_of(svc.name)
         live = [t for t in tasks if self.statuses[t.id].last_status == obs.RUNNING]
-        reasons = {t.id: self._why_replace(t, td, svc.health_check_grace_period) for t in live}
-        current = [t for t in live if reasons[t.id] is None]
-        outdated = [t for t in live if reasons[t.id] is not None]
-        unknown = self._unknown(svc, td)
-
-        # Scale-in picks among up-to-date tasks only; tasks on an unreachable engine are assumed alive for
-        # the grace period (so nothing replaces them) but never cause a reachable task to be stopped.
-        scale_in: list[obs.Task] = []
-        if len(current) > desired:
-            view = self.view(svc.launch_type, [t.id for t in outdated])
-            chosen = set(placement.choose_to_stop(view, svc.group, len(current) - desired, svc.strategies))
-            scale_in = [t for t in current if t.id in chosen]
-            current = [t for t in current if t.id not in chosen]
-        need = max(desired - len(current) - len(unknown), 0)
-
-        first = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
-        first += [self._stop(t, f"scale-in to desired count {desired}") for t in scale_in]
-        surplus = outdated[need:]  # outdated tasks beyond what the new ones replace go without waiting
-        first += [self._stop(t, reasons[t.id] or "surplus") for t in surplus]
-        outdated = outdated[:need]
-        steps, unplaced, why = self._rolling(svc, td, need, outdated, reasons, first, len(current) + len(unknown))
+        sorted_ = self._sort(svc, td)
+        self._scale_in(svc, sorted_, desired)
+        steps, waiting, unplaced, why = self._rolling(svc, td, desired, sorted_)
 
         warnings = list(td.warnings)
+        unknown = self._unknown(svc, td)
         if unknown:
             where = ", ".join(sorted({u.instance for u in unknown}))
             warnings.append(
@@ -198,6 +277,7 @@ class _ClusterPlanner:
         lines: list[str] = []
         for old_spec in {t.task_hash: t.spec for t in live if t.task_hash != td.task_hash}.values():
             lines.extend(d for d in diff.spec_diff(old_spec, td.spec) if d not in lines)
+        replaced = {s.task_id for s in sorted_.cleanup if not s.reason.startswith("scale-in")} | {o.task_id for o in sorted_.old}
         return _summarize(
             P.ServicePlan(
                 cluster=self.cluster.name,
@@ -211,9 +291,27 @@ class _ClusterPlanner:
                 diff=tuple(lines),
                 warnings=tuple(warnings),
                 desired_source=source,
+                waiting=waiting,
             ),
-            replaced={t.id for t in dead + outdated},
+            replaced=replaced,
         )
+
+    def _scale_in(self, svc: spec.Service, s: _Sorted, desired: int) -> None:
+        """Stops new tasks beyond the desired count: pending ones first, then by the placement strategy.
+        Tasks on an unreachable engine fill the count but never push a reachable task out."""
+        surplus = len(s.new_ready) + len(s.new_pending) + s.new_inflight - desired
+        if surplus <= 0:
+            return
+        pending = s.new_pending[:surplus]
+        s.new_pending = s.new_pending[len(pending):]
+        surplus -= len(pending)
+        chosen: set[str] = set()
+        if surplus > 0 and s.new_ready:
+            view = self.view(svc.launch_type, [o.task_id for o in s.old])
+            chosen = set(placement.choose_to_stop(view, svc.group, min(surplus, len(s.new_ready)), svc.strategies))
+        s.cleanup += [self._stop(t, f"scale-in to desired count {desired}") for t in pending]
+        s.cleanup += [self._stop(t, f"scale-in to desired count {desired}") for t in s.new_ready if t.id in chosen]
+        s.new_ready = [t for t in s.new_ready if t.id not in chosen]
 
     def _unknown(self, svc: spec.Service, td: spec.TaskDefinition) -> list[obs.UnknownTask]:
         """Last-known tasks of `svc` on unreachable instances that are still within the grace period."""
@@ -237,71 +335,101 @@ class _ClusterPlanner:
             already_stopped=status.last_status == obs.STOPPED,
         )
 
-    def _rolling(
-        self,
-        svc: spec.Service,
-        td: spec.TaskDefinition,
-        need: int,
-        outdated: list[obs.Task],
-        reasons: Mapping[str, str | None],
-        first_stops: list[P.StopTask],
-        healthy_now: int,
-    ) -> tuple[tuple[P.Step, ...], int, str | None]:
-        """Waves of starts and stops within the deployment bounds, placing each wave's starts.
+    def _stop_old(self, svc: spec.Service, old: _Old) -> P.StopTask:
+        return P.StopTask(self.cluster.name, svc.name, old.instance, old.task_id, old.reason)
 
-        Bounds follow ECS: running + pending <= floor(desired * maximumPercent / 100); healthy
-        >= ceil(desired * minimumHealthyPercent / 100). A wave starts what the upper bound allows and
-        fits, then stops old tasks as far as the lower bound allows once the new ones are healthy; the
-        next wave places again with what those stops freed (a static host port, memory). Only when
-        maximumPercent leaves no room at all (100 / 100) is one old task stopped first. The waves end
-        when all is replaced, or when a wave could neither start nor stop anything: what is left to
-        start is reported as unplaced and the remaining old tasks keep running.
+    def _rolling(
+        self, svc: spec.Service, td: spec.TaskDefinition, desired: int, s: _Sorted
+    ) -> tuple[tuple[P.Step, ...], tuple[str, ...], int, str | None]:
+        """This pass's actions, then the projected passes after it, within the deployment bounds.
+
+        Bounds follow ECS: running + pending <= floor(desired * maximumPercent / 100) and available
+        (RUNNING and HEALTHY) >= ceil(desired * minimumHealthyPercent / 100). Each pass, as the Kubernetes
+        deployment controller does: start what the upper bound allows and fits; stop old tasks that are not
+        available first, then available ones as far as the lower bound allows, counting new tasks that are
+        not yet healthy as unavailable (so old tasks go only once their replacements are healthy). Only when
+        the bounds leave no move at all (100 / 100) and nothing is in flight is one old task stopped first.
+        A pass that can neither start nor stop leaves the rest unplaced; the old tasks keep running.
+        Returns (steps, what the next pass waits for, how many cannot be placed, why).
         """
-        desired = healthy_now + need
         max_total = max(desired * svc.maximum_percent // 100, 1)
         min_healthy = math.ceil(desired * svc.minimum_healthy_percent / 100)
         request = self.request(svc, td)
-        old = list(outdated)
-        stopped_ids = [s.task_id for s in first_stops]
-        running = healthy_now + len(old)
-        remaining = need
+        ready = len(s.new_ready) + s.unknown
+        pending = len(s.new_pending) + s.new_inflight
+        old = [o for o in s.old if o.observed]
+        old_fixed = len(s.old) - len(old)  # old starts in flight: they count, but cannot be stopped yet
+        gone: list[str] = [c.task_id for c in s.cleanup]
+        stopping = s.stopping
         steps: list[P.Step] = []
-        pending_stops = list(first_stops)
+        waiting: tuple[str, ...] = ()
         why: str | None = None
-        while remaining > 0 or old:
-            room = max(max_total - running, 0)
+        unplaced = 0
+        after = ""
+        for _ in range(MAX_PROJECTED_STEPS):
+            first = not steps and not after
+            total_new = ready + pending
+            everything = total_new + len(old) + old_fixed
+            need = max(desired - total_new, 0)
+            room = max(max_total - everything, 0)
             starts: list[P.StartTask] = []
-            if min(remaining, room):
-                result = placement.place(self.view(svc.launch_type, stopped_ids), request, min(remaining, room), _seed(svc.name))
+            if min(need, room):
+                result = placement.place(self.view(svc.launch_type, gone), request, min(need, room), _seed(svc.name))
                 for inst in result.placements:
-                    starts.append(self._start(svc, td, inst, old, need - remaining + len(starts), desired))
+                    starts.append(self._start(svc, td, inst, old, len(starts), desired))
                     self.placed.append(
                         placement.PlacedTask(instance_id=inst, group=svc.group, task_id=f"new:{svc.name}:{len(self.placed)}",
                                              cpu=request.cpu, memory=request.memory, ports=request.ports)
                     )
                 why = result.reason if result.unplaced else None
-            k = min(len(old), max(running + len(starts) - min_healthy, 0))
-            if not starts and not k and old and room == 0 and why is None:
-                k = 1  # no headroom either way (100 / 100): stop one old task so the next wave can start
-            if not starts and not k and not pending_stops:
+            down = max(everything - min_healthy - pending, 0)
+            unavailable = [o for o in old if not o.available][:down]
+            down -= len(unavailable)
+            available_old = [o for o in old if o.available]
+            k = min(len(available_old), down, max(ready + len(available_old) - min_healthy, 0))
+            stops = unavailable + available_old[:k]
+            if not starts and not stops and available_old and room == 0 and why is None and not pending and not stopping:
+                stops = available_old[:1]  # no headroom either way (100 / 100): one old task goes first
+            actions = [self._stop_old(svc, o) for o in stops]
+            advances: tuple[P.StartContainers, ...] = ()
+            if first:
+                actions = list(s.cleanup) + actions
+                stopped = {a.task_id for a in actions}
+                advances = tuple(a for a in s.advances if a.task_id not in stopped)
+            if starts or actions or advances:
+                steps.append(P.Step(starts=tuple(starts), stops=tuple(actions), advances=advances, after=after))
+            elif not first:
+                unplaced = need
                 break
-            stops = pending_stops + [self._stop(t, reasons.get(t.id) or "replaced") for t in old[:k]]
-            pending_stops = []
-            stopped_ids.extend(t.id for t in old[:k])
-            wait = bool(starts) and any(not s.already_stopped for s in stops)
-            steps.append(P.Step(starts=tuple(starts), stops=tuple(stops), wait=wait))
-            running += len(starts) - k
-            remaining -= len(starts)
-            old = old[k:]
-        if pending_stops:  # nothing to start or replace: the failed, scaled-in and surplus tasks still go
-            steps.append(P.Step(stops=tuple(pending_stops)))
-        return tuple(steps), remaining, (why or "no container instance had room") if remaining else None
+            # What the next pass waits for, then that pass as if it had happened.
+            became = pending + len(starts)
+            stopped_now = len(stops) + stopping + (len(s.cleanup) if first else 0)
+            waits = []
+            if became:
+                waits.append(f"{became} new task(s) to become healthy")
+            if stopped_now:
+                waits.append(f"{stopped_now} task(s) to stop")
+            if first:
+                waiting = tuple(waits)
+            if not waits:
+                unplaced = need - len(starts)
+                break
+            unplaced = 0
+            after = " and ".join(waits)
+            ready += became
+            pending = 0
+            stopping = 0
+            gone += [o.task_id for o in stops]
+            old = [o for o in old if o not in stops]
+            old += [dataclasses.replace(o, observed=True, available=True) for o in s.old if not o.observed] if old_fixed else []
+            old_fixed = 0
+        return tuple(steps), waiting, unplaced, (why or "no container instance had room") if unplaced else None
 
     def _start(
-        self, svc: spec.Service, td: spec.TaskDefinition, instance: str, old: list[obs.Task], i: int, desired: int
+        self, svc: spec.Service, td: spec.TaskDefinition, instance: str, old: list[_Old], i: int, desired: int
     ) -> P.StartTask:
         if i < len(old):
-            reason = f"replaces {old[i].id[:12]}: {self._reason_of(old[i], td)}"
+            reason = f"replaces {old[i].task_id[:12]}: {old[i].reason}"
         else:
             reason = f"desired count {desired}"
         return P.StartTask(
@@ -314,33 +442,58 @@ class _ClusterPlanner:
             group=svc.group,
         )
 
-    def _reason_of(self, task: obs.Task, td: spec.TaskDefinition) -> str:
-        return self._why_replace(task, td, 0) or "replaced"
-
-    def _daemon(self, svc: spec.Service, td: spec.TaskDefinition, tasks: list[obs.Task]) -> P.ServicePlan:
-        """One task per eligible instance. Replacements go instance by instance in waves that keep
-        ceil(targets * minimumHealthyPercent / 100) running (ECS's DAEMON default of 0 allows one wave):
-        a wave stops its old tasks, then starts their replacements and waits for them to be healthy."""
+    def _daemon(self, svc: spec.Service, td: spec.TaskDefinition) -> P.ServicePlan:
+        """One task per eligible instance. Replacements go instance by instance: a pass stops old tasks on
+        as many instances as keep ceil(targets * minimumHealthyPercent / 100) available (at least one at a
+        time; ECS's DAEMON default of 0 allows all at once); an instance left without a task gets its new
+        one, and the next instances go once those are healthy."""
         request = self.request(svc, td)
+        tasks = self.state.tasks_of(svc.name)
         live = [t for t in tasks if self.statuses[t.id].last_status == obs.RUNNING]
-        dead = [t for t in tasks if self.statuses[t.id].last_status != obs.RUNNING]
         view = self.view(svc.launch_type, [t.id for t in tasks])
         eligible = placement.daemon_targets(view, request)
         targets = set(eligible)
-        first = [self._stop(t, self.statuses[t.id].reason or "task stopped", self.statuses[t.id].stop_code) for t in dead]
-        first += [self._stop(t, f"instance {t.instance} no longer eligible for the daemon") for t in live if t.instance not in targets]
-        fresh: list[str] = []  # instances with no task at all: start at once
-        swaps: list[tuple[str, list[obs.Task]]] = []  # instances whose tasks must be replaced
+        s = _Sorted()
+        here: dict[str, list[tuple[obs.Task, bool, str | None]]] = {}  # instance -> (task, available, outdated)
+        busy: set[str] = set()  # instances with a task being stopped or a start in flight
+        for task in tasks:
+            if task.id in self.inflight.stopping or task.id in self.starting:
+                busy.add(task.instance)
+                continue
+            status = self.statuses[task.id]
+            if status.last_status == obs.STOPPED:
+                s.cleanup.append(self._stop(task, status.reason or "task stopped", status.stop_code))
+            elif task.instance not in targets:
+                s.cleanup.append(self._stop(task, f"instance {task.instance} no longer eligible for the daemon"))
+            elif status.last_status == obs.PENDING and not self._pending(task, s):
+                pass
+            elif status.last_status == obs.RUNNING and self._failed(task, svc.health_check_grace_period):
+                s.cleanup.append(self._stop(task, "Task failed container health checks"))
+            else:
+                available = status.last_status == obs.RUNNING and status.health == obs.HEALTHY
+                here.setdefault(task.instance, []).append((task, available, self._why_outdated(task, td)))
+        busy |= {p.instance for p in self.launching if p.service == svc.name}
+        fresh: list[str] = []
+        swaps: list[str] = []
+        unavailable = 0
         lines: list[str] = []
         for inst in sorted(targets):
-            here = [t for t in live if t.instance == inst]
-            keep = [t for t in here if self._why_replace(t, td, svc.health_check_grace_period) is None]
-            first += [self._stop(t, "more than one daemon task on the instance") for t in keep[1:]]
-            if keep:
+            entries = here.get(inst, [])
+            current = [e for e in entries if e[2] is None]
+            old = [e for e in entries if e[2] is not None]
+            if len(current) > 1:
+                s.cleanup += [self._stop(t, "more than one daemon task on the instance") for t, _, _ in current[1:]]
+            if current:
+                s.cleanup += [self._stop(t, why or "replaced") for t, _, why in old]  # replaced already
+                if not current[0][1]:
+                    unavailable += 1
                 continue
-            if here:
-                swaps.append((inst, here))
-                for t in here:
+            if inst in busy:
+                unavailable += 1
+                continue
+            if old:
+                swaps.append(inst)
+                for t, _, _ in old:
                     if t.task_hash != td.task_hash:
                         lines.extend(d for d in diff.spec_diff(t.spec, td.spec) if d not in lines)
             else:
@@ -349,17 +502,31 @@ class _ClusterPlanner:
         def start(inst: str, reason: str) -> P.StartTask:
             return P.StartTask(self.cluster.name, svc.name, inst, td, reason, svc.launch_type, svc.group)
 
-        steps: list[P.Step] = []
-        if first or fresh:
-            steps.append(P.Step(starts=tuple(start(i, "daemon task for the instance") for i in fresh), stops=tuple(first)))
         min_healthy = math.ceil(len(targets) * svc.minimum_healthy_percent / 100)
-        running = sum(1 for i in targets if any(t.instance == i for t in live))  # instances with a task now
-        batch = max(running - min_healthy, 1)
-        for n in range(0, len(swaps), batch):
-            wave = swaps[n : n + batch]
-            stops = tuple(self._stop(t, self._why_replace(t, td, svc.health_check_grace_period) or "replaced") for _, here in wave for t in here)
-            steps.append(P.Step(stops=stops))
-            steps.append(P.Step(starts=tuple(start(inst, "replaces the instance's daemon task") for inst, _ in wave), wait=True))
+        budget = max(len(targets) - min_healthy, 1)
+        steps: list[P.Step] = []
+        now_swaps = swaps[: max(budget - unavailable, 0)]
+        first_stops = list(s.cleanup) + [self._stop(t, why or "replaced") for inst in now_swaps for t, _, why in here[inst]]
+        if first_stops or fresh or s.advances:
+            steps.append(P.Step(starts=tuple(start(i, "daemon task for the instance") for i in fresh), stops=tuple(first_stops),
+                                advances=tuple(s.advances)))
+        waits = []
+        if unavailable or fresh:
+            waits.append(f"{unavailable + len(fresh)} daemon task(s) to become healthy or stop")
+        if now_swaps:
+            waits.append(f"{len(now_swaps)} old daemon task(s) to stop")
+        rest = swaps[len(now_swaps):]
+        after = " and ".join(waits)
+        if now_swaps:
+            steps.append(P.Step(starts=tuple(start(i, "replaces the instance's daemon task") for i in now_swaps),
+                                after=f"{len(now_swaps)} old daemon task(s) to stop"))
+            after = f"{len(now_swaps)} new daemon task(s) to become healthy"
+        for n in range(0, len(rest), budget):
+            wave = rest[n : n + budget]
+            steps.append(P.Step(stops=tuple(self._stop(t, why or "replaced") for inst in wave for t, _, why in here[inst]), after=after))
+            steps.append(P.Step(starts=tuple(start(i, "replaces the instance's daemon task") for i in wave),
+                                after=f"{len(wave)} old daemon task(s) to stop"))
+            after = f"{len(wave)} new daemon task(s) to become healthy"
         warnings = list(td.warnings)
         warnings += [f"instance {i} gets no daemon task: {why}" for i, why in sorted(eligible.left_out.items())
                      if self.pool.get(i) and self.pool[i].status == spec.ACTIVE and self.state.reachable(i)]
@@ -373,12 +540,13 @@ class _ClusterPlanner:
                 steps=tuple(steps),
                 diff=tuple(lines),
                 warnings=tuple(warnings),
+                waiting=tuple(waits) if (unavailable or now_swaps or fresh or first_stops) and waits else (),
             ),
-            replaced={t.id for t in dead} | {t.id for _, here in swaps for t in here},
+            replaced={c.task_id for c in s.cleanup} | {t.id for inst in swaps for t, _, _ in here[inst]},
         )
 
     def prune(self, name: str) -> P.ServicePlan:
-        tasks = self.state.tasks_of(name)
+        tasks = [t for t in self.state.tasks_of(name) if t.id not in self.inflight.stopping]
         stops = tuple(self._stop(t, "service is no longer declared (--prune)") for t in tasks)
         family = tasks[0].family if tasks else "?"
         return P.ServicePlan(
@@ -392,23 +560,27 @@ class _ClusterPlanner:
             pruned=True,
         )
 
+    def one_off(self) -> list[P.StartContainers | P.StopTask]:
+        """One-off tasks (run-task) whose next containers can start, or that can never start (removed)."""
+        out: _Sorted = _Sorted()
+        for task in self.state.tasks:
+            if task.service or task.id in self.inflight.stopping or task.id in self.starting:
+                continue
+            if self.statuses[task.id].last_status != obs.PENDING:
+                continue
+            self._pending(task, out)
+        return [*out.advances, *out.cleanup]
+
 
 def _summarize(sp: P.ServicePlan, replaced: set[str]) -> P.ServicePlan:
-    """Sets the plan's counts from its steps: a start paired with a stop of a failed or outdated task is
-    a replacement; the other starts are additions and the other stops removals."""
+    """Sets the plan's counts from its steps (this pass and the projected ones): a start paired with a stop
+    of a failed or outdated task is a replacement; the other starts are additions and the other stops
+    removals; `advance` counts the pending tasks whose next containers start now."""
     starts = len(sp.starts)
     old = sum(1 for s in sp.stops if s.task_id in replaced)
     replace = min(starts, old)
-    return dataclasses.replace(sp, add=starts - replace, replace=replace, remove=len(sp.stops) - replace)
-
-
-def reservations(plan_: P.ServicePlan) -> tuple[placement.PlacedTask, ...]:
-    """What the starts of a service plan will hold once carried out (see Options.reservations)."""
-    out = []
-    for i, a in enumerate(plan_.starts):
-        res = resources.reservation(a.task_definition.spec)
-        out.append(placement.PlacedTask(instance_id=a.instance, group=a.group, task_id=f"inflight:{plan_.service}:{i}", **res))
-    return tuple(out)
+    return dataclasses.replace(sp, add=starts - replace, replace=replace, remove=len(sp.stops) - replace,
+                               advance=len(sp.now.advances))
 
 
 def run_task(

@@ -52,10 +52,11 @@ def write(tmp_path: Path, scaled: bool) -> None:
     (tmp_path / "m" / "app.yaml").write_text(MANIFEST + (SCALING if scaled else ""))
 
 
-def drain(ctl: C.Controller) -> None:
-    while (key := ctl.queue.get(0)) is not None:
-        ctl.reconcile(key)
-        ctl.queue.done(key)
+def drain(ctl: C.Controller) -> list[str]:
+    """Runs every ready key as the workers would, and the actions they launch; returns the keys, each once."""
+    return fakes.drain_controller(ctl)
+
+
 
 
 def test_the_first_desired_state_restores_the_saved_count(tmp_path):

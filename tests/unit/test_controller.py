@@ -15,9 +15,15 @@ import fakes  # noqa: E402
 from fakes import FakeEngine  # noqa: E402
 
 from reconciler import labels  # noqa: E402
+from reconciler.clock import ManualClock  # noqa: E402
 from reconciler.daemon import controller as C  # noqa: E402
-from reconciler.daemon import membership, triggers  # noqa: E402
+from reconciler.daemon import (  # noqa: E402
+    crashloop,  # noqa: E402
+    membership,
+    triggers,
+)
 from reconciler.daemon import metrics as M  # noqa: E402
+from reconciler.daemon.outcome import DONE  # noqa: E402
 from reconciler.environment import Environment  # noqa: E402
 
 IMAGE = "localhost/busybox:static"
@@ -41,26 +47,23 @@ spec: {{cluster: c1, taskDefinition: app, desiredCount: {count}}}
 """
 
 
-def make(tmp_path: Path, count: int = 1):
+def make(tmp_path: Path, count: int = 1, clock: ManualClock | None = None):
     (tmp_path / "m").mkdir(exist_ok=True)
     (tmp_path / "m" / "app.yaml").write_text(MANIFEST.format(image=IMAGE, count=count))
     engine = FakeEngine("unix:///fake/1.sock", images=(IMAGE,))
+    clock = clock or ManualClock()
+    engine.clock = clock.now
     env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), environ={}, engine_factory=lambda i: engine,
-                      state_dir=str(tmp_path / "state"))
+                      state_dir=str(tmp_path / "state"), clock=clock)
     ctl = C.Controller(env, C.Settings(paths=[str(tmp_path / "m")]))
     return ctl, engine
 
 
 def drain(ctl: C.Controller) -> list[str]:
-    """Runs every ready key through reconcile, like the workers would; returns the keys in order."""
-    seen = []
-    while True:
-        key = ctl.queue.get(0)
-        if key is None:
-            return seen
-        seen.append(key)
-        ctl.reconcile(key)
-        ctl.queue.done(key)
+    """Runs every ready key as the workers would, and the actions they launch; returns the keys, each once."""
+    return fakes.drain_controller(ctl)
+
+
 
 
 def running(engine: FakeEngine) -> int:
@@ -89,16 +92,16 @@ def test_invalid_manifests_keep_the_last_valid_state(tmp_path):
     assert "invalid YAML" in ctl.status()["manifests"]["errors"][0]
 
 
-def test_crash_loop_backs_off_then_resets(tmp_path, monkeypatch):
-    now = [10_000.0]
-    monkeypatch.setattr(C.time, "time", lambda: now[0])
-    ctl, engine = make(tmp_path)
+def test_crash_loop_backs_off_then_resets(tmp_path):
+    clock = ManualClock(10_000.0)
+    ctl, engine = make(tmp_path, clock=clock)
     ctl.enqueue(triggers.ALL)
     drain(ctl)
 
     def crash() -> None:
         c = engine.by_label(labels.CONTAINER, "app")
         live = [x for x in c if x["State"]["Status"] == "running"]
+        clock.advance(1)  # it dies young: one second after it started
         engine.exit(live[0]["Id"], 1)
         ctl.enqueue("service:c1/app")
         drain(ctl)
@@ -109,15 +112,30 @@ def test_crash_loop_backs_off_then_resets(tmp_path, monkeypatch):
     assert running(engine) == 0
     backoff = ctl.store.backoff("c1")["app"]
     assert backoff["recentFailures"] == 1 and backoff["backoffSeconds"] == 10.0
-    now[0] += 10
+    clock.advance(10)
     ctl.enqueue("service:c1/app")
     drain(ctl)
     assert running(engine) == 1
-    assert ctl.crash["c1/app"].delay() == 20.0  # doubling
-    now[0] += C.CRASH_RESET + 1  # healthy for ten minutes
+    assert crashloop.delay(ctl.crash["c1/app"]) == 20.0  # doubling
+    clock.advance(crashloop.RESET + 1)  # healthy for ten minutes
     ctl.enqueue("service:c1/app")
     drain(ctl)
-    assert ctl.crash["c1/app"].delay() == 0.0
+    assert crashloop.delay(ctl.crash["c1/app"]) == 0.0
+
+
+def test_a_task_that_ran_past_its_grace_and_was_killed_is_replaced_at_once_every_time(tmp_path):
+    clock = ManualClock(10_000.0)
+    ctl, engine = make(tmp_path, clock=clock)
+    ctl.enqueue(triggers.ALL)
+    drain(ctl)
+    for _ in range(4):
+        clock.advance(37)  # healthy tasks killed 37 s apart: not a crash loop
+        (live,) = [x for x in engine.by_label(labels.CONTAINER, "app") if x["State"]["Status"] == "running"]
+        engine.exit(live["Id"], 137)
+        ctl.enqueue("service:c1/app")
+        drain(ctl)
+        assert running(engine) == 1
+    assert not ctl.crash.get("c1/app", crashloop.Backoff()).failures
 
 
 # -- one writer per cluster ------------------------------------------------------------------------
@@ -141,12 +159,13 @@ def test_two_services_of_one_cluster_never_plan_against_the_same_observation(tmp
                       state_dir=str(tmp_path / "state"))
     ctl = C.Controller(env, C.Settings(paths=[str(tmp_path / "m")]))
     assert ctl.load()
-    workers = [threading.Thread(target=ctl.reconcile_service, args=("c1", name)) for name in ("a", "b")]
+    workers = [threading.Thread(target=ctl.reconcile_service, args=("c1", name, 1e9)) for name in ("a", "b")]
     for t in workers:
         t.start()
     for t in workers:
         t.join(10)
-    assert running(engine) == 1  # the second service saw the first's task and found no room
+    assert ctl.runner.drain(10)
+    assert running(engine) == 1  # the second service counted the first's start in flight and found no room
 
 
 # -- auto scaled counts ----------------------------------------------------------------------------
@@ -223,9 +242,10 @@ def test_stop_workers_waits_for_in_flight_work_until_told_to_abandon_it(tmp_path
     ctl, _ = make(tmp_path)
     release, began = threading.Event(), threading.Event()
 
-    def busy(key):
+    def busy(key, now):
         began.set()
         release.wait(10)
+        return DONE
 
     monkeypatch.setattr(ctl, "reconcile", busy)
     ctl.start_workers()
@@ -246,7 +266,7 @@ def test_stop_workers_waits_for_in_flight_work_until_told_to_abandon_it(tmp_path
 def test_stop_workers_returns_true_once_in_flight_work_is_done(tmp_path, monkeypatch):
     ctl, _ = make(tmp_path)
     began = threading.Event()
-    monkeypatch.setattr(ctl, "reconcile", lambda key: (began.set(), time.sleep(0.3)))
+    monkeypatch.setattr(ctl, "reconcile", lambda key, now: (began.set(), time.sleep(0.3), DONE)[-1])
     ctl.start_workers()
     ctl.enqueue("service:c1/app")
     assert began.wait(5)

@@ -1,7 +1,8 @@
 """The planner against a fake engine: decisions, reasons, deployment waves and idempotence.
 
-Each scenario builds manifests, lets the real executor carry the plan out on `FakeEngine`, and checks
-that planning again yields nothing to do (the pyinfra idempotence check).
+Each scenario builds manifests, lets reconcile passes carry the plan out on `FakeEngine` (the runner, as
+`apply` and the daemon do), and checks that planning again yields nothing to do (the pyinfra idempotence
+check).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fakes import FakeEngine  # noqa: E402
+from fakes import FakeEngine, drive  # noqa: E402
 
-from reconciler import executor, labels, observe  # noqa: E402
+from reconciler import labels, observe  # noqa: E402
+from reconciler.actions.runner import Runner  # noqa: E402
 from reconciler.manifests import build, validate  # noqa: E402
 from reconciler.model import plan as P  # noqa: E402
 from reconciler.planning import planner  # noqa: E402
@@ -82,11 +84,8 @@ class World:
         return planner.plan(desired, observed, now, planner.Options(**options)), desired
 
     def apply(self, path: Path, **options) -> P.Plan:
-        plan, desired = self.plan(path, **options)
-        ex = executor.Executor(desired, self.connections(), environ={})
-        results = ex.apply(plan)
-        assert all(r.ok for r in results), [r.line() for r in results if not r.ok]
-        return plan
+        """Passes until settled; returns the first pass's plan (the one `apply` shows)."""
+        return drive(self.desired(path), self.connections(), **options)[0]
 
     def tasks(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -161,15 +160,18 @@ def test_rolling_waves_respect_deployment_bounds(world, tmp_path, desired, max_p
     world.apply(manifests(tmp_path, desired=desired, service_extra=deploy))
     plan, _ = world.plan(manifests(tmp_path, desired=desired, env="new", service_extra=deploy))
     steps = plan.services[0].steps
-    running = desired
     upper = max(desired * max_pct // 100, 1)
     lower = math.ceil(desired * min_pct / 100)
     forced = max_pct == 100 and min_pct == 100
+    running, available = desired, desired
     for step in steps:
+        # A step's stops happen while its starts are not yet healthy: only what was available counts.
         running += len(step.starts)
         assert running <= max(upper, desired), f"above maximumPercent in {steps}"
+        available -= len(step.stops)
+        assert forced or available >= lower, f"below minimumHealthyPercent in {steps}"
         running -= len(step.stops)
-        assert forced or running >= lower, f"below minimumHealthyPercent in {steps}"
+        available += len(step.starts)  # by the next step, which waits for them
     assert sum(len(s.starts) for s in steps) == desired
     assert sum(len(s.stops) for s in steps) == desired
 
@@ -205,7 +207,11 @@ def test_failed_start_leaves_nothing_behind(world, tmp_path):
         e.images.clear()
         e.fail_pull = True
     plan, desired = world.plan(path)
-    results = executor.Executor(desired, world.connections(), environ={}).apply(plan)
+    runner = Runner(world.connections(), environ={})
+    runner.launch(desired, plan.services[0].now)
+    runner.drain(10)
+    runner.shutdown()
+    results = runner.results
     assert not results[0].ok and "CannotPullContainerError" in results[0].message
     assert all(not e.containers for e in world.engines.values())
 
@@ -231,7 +237,10 @@ def test_rollout_frees_ports_within_minimum_healthy_then_places(world, tmp_path)
     plan, _ = world.plan(path)
     svc = plan.services[0]
     assert (plan.add, plan.replace, plan.remove, svc.unplaced) == (0, 2, 0, 0)
-    assert [(len(s.starts), len(s.stops)) for s in svc.steps] == [(0, 1), (1, 1), (1, 0)]
+    # A pass stops one old task (freeing its port), the next starts its replacement; the second old task
+    # goes only once that replacement is healthy, since 50 % of 2 must stay available.
+    assert [(len(s.starts), len(s.stops)) for s in svc.steps] == [(0, 1), (1, 0), (0, 1), (1, 0)]
+    assert [bool(s.after) for s in svc.steps] == [False, True, True, True]
     world.apply(path)
     assert not world.plan(path)[0].changed
 

@@ -1,6 +1,6 @@
-"""The executor on a fake engine: failed starts leave nothing behind, files resolve against the manifest's
-directory, a wave shares one health deadline, and the names of per-task networks and volumes are the same
-on creation and removal."""
+"""Actions on a fake engine: failed starts leave nothing behind, files resolve against the manifest's
+directory, a new task starts only the containers that wait on nothing, the names of per-task networks and
+volumes are the same on creation and removal, and the runner keeps the books on work in flight."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fakes  # noqa: E402
 from fakes import FakeEngine  # noqa: E402
 
-from reconciler import executor, observe  # noqa: E402
+from reconciler import observe  # noqa: E402
+from reconciler.actions.images import Images  # noqa: E402
+from reconciler.actions.launch import Launcher  # noqa: E402
+from reconciler.actions.result import ActionResult  # noqa: E402
+from reconciler.actions.runner import Runner  # noqa: E402
+from reconciler.actions.stop import Stopper  # noqa: E402
 from reconciler.engine import pause  # noqa: E402
 from reconciler.manifests import build, validate  # noqa: E402
 from reconciler.model import plan as P  # noqa: E402
@@ -43,11 +48,16 @@ def desired(directory: Path):
     return build.desired_state(result.documents, {})
 
 
-def start(engine: FakeEngine, directory: Path, environ=None) -> tuple[executor.Executor, P.StartTask, executor.ActionResult]:
+def _slot(endpoint: str) -> threading.Semaphore:
+    return threading.Semaphore(8)
+
+
+def start(engine: FakeEngine, directory: Path, environ=None) -> tuple[tuple, P.StartTask, ActionResult]:
     state = desired(directory)
-    ex = executor.Executor(state, observe.Engines(lambda inst: engine), environ=environ or {})
+    engines = observe.Engines(lambda inst: engine)
+    launcher = Launcher(engines, Images(), _slot, environ=environ or {})
     action = P.StartTask("c1", "app", "i1", state.task_definitions["app"], "test")
-    return ex, action, ex.start_task(action)
+    return (state, engines), action, launcher.start(state, action, "t" * 32)
 
 
 def nothing_left(engine: FakeEngine) -> bool:
@@ -130,7 +140,7 @@ def test_the_pause_image_is_a_tarball_made_without_the_docker_sdk(tmp_path):
         (member,) = tar.getmembers()
         assert (member.name, member.mode) == ("pause", 0o755)
         assert tar.extractfile(member).read().startswith(b"\x7fELF")
-    code = "import sys, reconciler.executor; sys.exit('docker' in sys.modules)"
+    code = "import sys, reconciler.actions.runner; sys.exit('docker' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
     directory = write(tmp_path / "m", """\
@@ -167,64 +177,81 @@ def test_env_files_and_secret_files_resolve_against_the_manifest_directory(tmp_p
 
 def test_network_and_volume_of_a_task_are_removed_with_it(tmp_path):
     engine = FakeEngine(ENDPOINT, images=(IMAGE,))
-    ex, _, result = start(engine, write(tmp_path / "m", TWO_CONTAINERS))
+    (state, engines), _, result = start(engine, write(tmp_path / "m", TWO_CONTAINERS))
     assert result.ok, result.message
     tid = result.task_id
     assert list(engine.networks) == [f"app-net-{tid[:12]}"]
     assert list(engine.volumes) == [f"app-vol-data-{tid[:12]}"]
-    stopped = ex.stop_task(P.StopTask("c1", "app", "i1", tid, "test"))
+    stopped = Stopper(engines, _slot).stop(state, P.StopTask("c1", "app", "i1", tid, "test"))
     assert stopped.ok, stopped.message
     assert nothing_left(engine)
 
 
-def test_a_wave_shares_one_health_deadline_and_polls_its_tasks_together(tmp_path, monkeypatch):
-    directory = write(tmp_path / "m", """\
-        containerDefinitions:
-          - name: app
-            image: localhost/busybox:static
-            memory: 32
-            healthCheck: {command: [CMD, "true"]}
-        """)
-    engine = FakeEngine(ENDPOINT, images=(IMAGE,))
-    engine.health_on_start = "starting"
-    monkeypatch.setattr(executor, "_health_timeout", lambda spec: 0.6)
-    state = desired(directory)
-    ex = executor.Executor(state, observe.Engines(lambda inst: engine), environ={})
-    actions = [P.StartTask("c1", "app", "i1", state.task_definitions["app"], "test") for _ in range(4)]
-    wave = [(a, ex.start_task(a)) for a in actions]
-    assert all(r.ok for _, r in wave)
-    lists = []
-    real_list = engine.list_containers
-    engine.list_containers = lambda labels: lists.append(labels) or real_list(labels)
-    t0 = time.monotonic()
-    failed = ex._wait_healthy(wave)
-    elapsed = time.monotonic() - t0
-    assert len(failed) == 4
-    assert all("timed out waiting for health checks" in r.message for r in failed)
-    assert elapsed < 1.5, f"{elapsed:.1f}s: the tasks waited one after the other"
-    assert len(lists) <= elapsed / 0.25 + 2, "one list per engine per round"
+DEPENDS = """\
+containerDefinitions:
+  - name: app
+    image: localhost/busybox:static
+    memory: 32
+    healthCheck: {command: [CMD, "true"]}
+  - {name: init, image: localhost/busybox:static, memory: 16, essential: false}
+  - name: side
+    image: localhost/busybox:static
+    memory: 16
+    dependsOn: [{containerName: app, condition: HEALTHY}]
+  - name: logs
+    image: localhost/busybox:static
+    memory: 16
+    dependsOn: [{containerName: init, condition: START}]
+"""
 
 
-def test_a_wave_reports_each_task_once_it_is_healthy_or_failed(tmp_path):
-    directory = write(tmp_path / "m", """\
-        containerDefinitions:
-          - name: app
-            image: localhost/busybox:static
-            memory: 32
-            healthCheck: {command: [CMD, "true"]}
-        """)
+def test_a_new_task_starts_what_waits_on_nothing_or_on_a_start_it_made_and_leaves_the_rest_created(tmp_path):
     engine = FakeEngine(ENDPOINT, images=(IMAGE,))
-    engine.health_on_start = "starting"
-    state = desired(directory)
-    ex = executor.Executor(state, observe.Engines(lambda inst: engine), environ={})
-    actions = [P.StartTask("c1", "app", "i1", state.task_definitions["app"], "test") for _ in range(2)]
-    wave = [(a, ex.start_task(a)) for a in actions]
-    good, bad = (engine.by_label("io.reconciler.task-id", r.task_id)[0]["Id"] for _, r in wave)
-    engine.set_health(good, "healthy")
-    engine.set_health(bad, "unhealthy")
-    failed = ex._wait_healthy(wave)
-    assert [r.task_id for r in failed] == [wave[1][1].task_id]
-    assert "Task failed container health checks" in failed[0].message
+    _, _, result = start(engine, write(tmp_path / "m", DEPENDS))
+    assert result.ok, result.message
+    states = {c["Config"]["Labels"]["io.reconciler.container"]: c["State"]["Status"] for c in engine.containers.values()}
+    assert states == {"app": "running", "init": "running", "logs": "running", "side": "created"}
+
+
+def test_the_runner_tracks_starts_and_stops_in_flight_until_they_end(tmp_path):
+    engine = FakeEngine(ENDPOINT, images=(IMAGE,))
+    state = desired(write(tmp_path / "m", TWO_CONTAINERS))
+    gate = threading.Event()
+    real_create = engine.create_container
+    engine.create_container = lambda request: gate.wait(10) and real_create(request)
+    runner = Runner(observe.Engines(lambda inst: engine), environ={})
+    try:
+        (task_id,) = runner.launch(state, P.Step(starts=(P.StartTask("c1", "app", "i1", state.task_definitions["app"], "t"),)))
+        inflight = runner.inflight()
+        assert [s.task_id for s in inflight.starts] == [task_id] and inflight.starts[0].memory == 64
+        assert not runner.idle()
+        gate.set()
+        assert runner.drain(10)
+        assert runner.inflight().starts == () and [r.ok for r in runner.results] == [True]
+        runner.launch(state, P.Step(stops=(P.StopTask("c1", "app", "i1", task_id, "test"),)))
+        assert runner.drain(10)
+        assert nothing_left(engine) and runner.inflight().stopping == frozenset()
+    finally:
+        runner.shutdown()
+
+
+def test_stops_of_many_tasks_run_at_once_however_small_the_create_concurrency(tmp_path):
+    engine = FakeEngine(ENDPOINT, images=(IMAGE,))
+    state = desired(write(tmp_path / "m", "containerDefinitions: [{name: app, image: localhost/busybox:static, memory: 8}]\n"))
+    runner = Runner(observe.Engines(lambda inst: engine), environ={}, concurrency=1)
+    try:
+        ids = runner.launch(state, P.Step(starts=tuple(P.StartTask("c1", "app", "i1", state.task_definitions["app"], "t")
+                                                       for _ in range(12))))
+        assert runner.drain(10)
+        stopping = threading.Barrier(12, timeout=10)  # every stop must be inside the engine at the same time
+        real_stop = engine.stop_container
+        engine.stop_container = lambda cid, timeout: (stopping.wait(), real_stop(cid, timeout))
+        runner.launch(state, P.Step(stops=tuple(P.StopTask("c1", "app", "i1", t, "test") for t in ids)))
+        assert runner.drain(20)
+        assert all(r.ok for r in runner.results), [r.line() for r in runner.results if not r.ok]
+        assert not engine.containers
+    finally:
+        runner.shutdown()
 
 
 @pytest.mark.parametrize("broken", ["info", "create_network"])
