@@ -5,8 +5,9 @@ else `~/.local/state/reconciler`), the per-cluster lock file that serializes the
 directory (`apply` and the daemon; the lock every writer of a cluster shares is `clusterlock`'s, on the
 engines, taken after this one), a bounded log of stopped tasks so `describe` can still
 explain a task after its containers are gone, the last-known running tasks of every instance
-(`<cluster>.instances.json`, written by `recall`, read back only for an instance that stops answering:
-the engines' labels stay the source of truth for what runs), and the daemon's crash-loop backoff and
+(`<cluster>.instances.json`, written by `recall`, keyed by instance name and recording the endpoint, read
+back only for an instance that stops answering and still has that endpoint: the engines' labels stay the
+source of truth for what runs), and the daemon's crash-loop backoff and
 auto scaling state. Files are replaced atomically (a unique temporary file in the same directory, then a
 rename); `recall`'s read-modify-write is serialized per (state directory, cluster) within the process.
 It must not plan or talk to engines.
@@ -186,13 +187,17 @@ def _recall(store: StateDir, cstate: obs.ClusterState, now: float, write: bool) 
     instances = dict(cstate.instances)
     unknown: list[obs.UnknownTask] = []
     for name, inst in cstate.instances.items():
-        entry = memory.get(name) if isinstance(memory.get(name), dict) else {}
+        entry = _entry_of(memory.get(name), inst.endpoint)
         if inst.reachable:
             live = [t for t in cstate.tasks if t.instance == name and t.service and t.status().last_status == obs.RUNNING]
-            memory[name] = {"seenAt": now, "tasks": [[t.id, t.service, t.task_hash] for t in live]}
+            memory[name] = {
+                "seenAt": now,
+                "endpoint": inst.endpoint,
+                "tasks": [[t.id, t.service, t.task_hash] for t in live],
+            }
             continue
         since = entry.get("unreachableSince") or now
-        memory[name] = {**entry, "unreachableSince": since}
+        memory[name] = {**entry, "endpoint": inst.endpoint, "unreachableSince": since}
         instances[name] = dataclasses.replace(inst, unreachable_since=since)
         for item in entry.get("tasks") or []:
             if isinstance(item, list) and len(item) == 3:
@@ -204,6 +209,20 @@ def _recall(store: StateDir, cstate: obs.ClusterState, now: float, write: bool) 
     except OSError:
         pass  # memory is an aid to the planner; without it, tasks on a dead engine are replaced at once
     return dataclasses.replace(cstate, instances=instances, unknown=tuple(unknown))
+
+
+def _entry_of(entry: Any, endpoint: str) -> dict[str, Any]:
+    """The remembered entry of an instance if it was recorded for the engine at `endpoint`, else {}.
+
+    What an instance ran is remembered per (instance name, endpoint): after a rename nothing carries over,
+    and once a declared instance points at another engine the old engine's tasks (and since when it was
+    down) no longer count for it. An entry written before endpoints were recorded has none: it is taken
+    to be of the endpoint the instance has now, and is stamped with it at once, so a later change of the
+    endpoint is caught like any other."""
+    if not isinstance(entry, dict):
+        return {}
+    recorded = entry.get("endpoint", endpoint)
+    return entry if recorded == endpoint else {}
 
 
 def _read(path: str) -> str:

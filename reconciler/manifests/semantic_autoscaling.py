@@ -1,34 +1,28 @@
 """Semantic rules for a Service's `autoScaling` block (ECS reference §7).
 
 Owns capacity bounds (minCapacity <= maxCapacity, desiredCount inside them), scheduled actions (bounds,
-IANA timezone, the syntax of `at(...)`, `rate(...)`, `cron(6 fields)` and plain 5-field cron
-expressions), step-scaling policies (§7.2 adjustments: no overlaps, no gaps, open bounds only where
-allowed; ExactCapacity not negative; the alarm's datapointsToAlarm within evaluationPeriods) and unique
-action/policy names.
-It checks syntax only: evaluating a schedule belongs to the scaling engine. No I/O beyond the
+IANA timezone, a valid expression), step-scaling policies (§7.2 adjustments: no overlaps, no gaps, open
+bounds only where allowed; ExactCapacity not negative; the alarm's datapointsToAlarm within
+evaluationPeriods) and unique action/policy names.
+The grammar of schedule expressions (`at(...)`, `rate(...)`, `cron(6 fields)`, plain 5-field cron) is not
+here: `scaling.schedule.problem` reports what the scaler's own parser rejects, so the two cannot disagree.
+Evaluating a schedule belongs to the scaling engine. No I/O beyond the
 standard library's time zone database lookup; never raises on odd values.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import re
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from reconciler.manifests import document
 from reconciler.manifests import semantic_taskdef as td
+from reconciler.scaling import schedule
 
 Diagnostics = Iterator[document.Diagnostic]
 AUTO = ("spec", "autoScaling")
-
-_MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
-_DAYS = "SUN MON TUE WED THU FRI SAT".split()
-_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
-_AT = re.compile(r"^at\((.*)\)$")
-_CRON = re.compile(r"^cron\((.*)\)$")
 
 
 @functools.cache
@@ -54,110 +48,13 @@ def timezone_error(name: Any) -> str | None:
     )
 
 
-# One cron field: (name, low, high, names for values (first name = low), AWS special forms allowed).
-_Field = tuple[str, int, int, list[str] | None, tuple[str, ...]]
-_CRON5: list[_Field] = [
-    ("minute", 0, 59, None, ()),
-    ("hour", 0, 23, None, ()),
-    ("day-of-month", 1, 31, None, ()),
-    ("month", 1, 12, _MONTHS, ()),
-    ("day-of-week", 0, 7, _DAYS, ()),
-]
-_CRON6: list[_Field] = [
-    ("minute", 0, 59, None, ()),
-    ("hour", 0, 23, None, ()),
-    ("day-of-month", 1, 31, None, ("?", "L", "LW", "nW")),
-    ("month", 1, 12, _MONTHS, ()),
-    ("day-of-week", 1, 7, _DAYS, ("?", "L", "nL", "n#k")),
-    ("year", 1970, 2199, None, ()),
-]
-_SPECIAL = {"nW": re.compile(r"^(\w+)W$"), "nL": re.compile(r"^(\w+)L$"), "n#k": re.compile(r"^(\w+)#[1-5]$")}
-
-
-def _value(token: str, field: _Field) -> int | None:
-    _name, low, high, names, _ = field
-    if token.isdigit():
-        number = int(token)
-    elif names and token.upper() in names:
-        number = names.index(token.upper()) + low
-    else:
-        return None
-    return number if low <= number <= high else None
-
-
-def _special(part: str, field: _Field) -> bool:
-    """`part` is one of the AWS-only forms (?, L, LW, 15W, 5L, 2#1) this field allows."""
-    for form in field[4]:
-        if form == part:
-            return True
-        pattern = _SPECIAL.get(form)
-        m = pattern.match(part) if pattern else None
-        if m and _value(m.group(1), field) is not None:
-            return True
-    return False
-
-
-def _cron_field_error(text: str, field: _Field) -> str | None:
-    name, low, high, _names, _ = field
-    for part in text.split(","):
-        if not part:
-            return f"empty list item in the {name} field {text!r}"
-        if _special(part, field):
-            continue
-        if part == "?":
-            return f"'?' is not allowed in the {name} field"
-        base, _, step = part.partition("/")
-        if step and (not step.isdigit() or int(step) == 0):
-            return f"bad step {step!r} in the {name} field {text!r}"
-        if base == "*":
-            continue
-        start, dash, end = base.partition("-")
-        if _value(start, field) is None or (dash and _value(end, field) is None):
-            return f"{part!r} is not valid in the {name} field (allowed {low}-{high})"
-    return None
-
-
 def schedule_error(expression: Any) -> str | None:
-    """Why `expression` is not a schedule (`at(...)`, `rate(N unit)`, `cron(6 fields)` or 5-field cron), or None."""
-    if not isinstance(expression, str) or not expression.strip():
+    """Why `expression` is not a schedule (`at(...)`, `rate(N unit)`, `cron(6 fields)` or 5-field cron), or None.
+
+    The grammar is `scaling.schedule`'s, the one the auto scaler evaluates: this only adds the type check."""
+    if not isinstance(expression, str):
         return "schedule must be at(...), rate(...), cron(...) or a 5-field cron expression"
-    text = expression.strip()
-    m = _AT.match(text)
-    if m:
-        try:
-            dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
-        except ValueError:
-            return f"schedule {text!r} must have the form at(yyyy-mm-ddThh:mm:ss)"
-        return None
-    if text.startswith("rate("):
-        m = _RATE.match(text)
-        if not m or int(m.group(1)) == 0:
-            return f"schedule {text!r} must have the form rate(N minutes|hours|days) with N > 0"
-        return None
-    m = _CRON.match(text)
-    if m:
-        fields, table, form = (
-            m.group(1).split(),
-            _CRON6,
-            "cron() takes 6 fields: minute hour day-of-month month day-of-week year",
-        )
-    elif "(" in text:
-        return f"schedule {text!r} must be at(...), rate(...), cron(...) or a 5-field cron expression"
-    else:
-        fields, table, form = (
-            text.split(),
-            _CRON5,
-            "a plain cron expression takes 5 fields: minute hour day-of-month month day-of-week",
-        )
-    if len(fields) != len(table):
-        return f"schedule {text!r} has {len(fields)} fields; {form}"
-    for value, field in zip(fields, table, strict=True):
-        problem = _cron_field_error(value, field)
-        if problem:
-            return f"schedule {text!r}: {problem}"
-    if table is _CRON6 and (fields[2] == "?") == (fields[4] == "?"):
-        return f"schedule {text!r}: cron() needs '?' in exactly one of day-of-month and day-of-week"
-    return None
+    return schedule.problem(expression)
 
 
 def rule_capacity(doc: document.Document) -> Diagnostics:

@@ -1,20 +1,26 @@
 """When a scheduled scaling action fires: `at(...)`, `rate(...)`, `cron(6 AWS fields)` and 5-field cron.
 
-Owns the meaning of the schedule expressions the manifest accepts (ECS reference §7.3):
+Owns the syntax and the meaning of the schedule expressions the manifest accepts (ECS reference §7.3):
 
-* `at(yyyy-mm-ddThh:mm:ss)` fires once, at that wall-clock time in the action's time zone.
+* `at(yyyy-mm-ddThh:mm:ss)` fires once, at that wall-clock time in the action's time zone (years 1970-2199).
 * `rate(N minutes|hours|days)` fires at anchor + k * N for every integer k: a fixed interval in absolute time
   (no DST effect). The anchor is the action's startTime, else the Unix epoch, so a restart never shifts it.
+  N > 0, and the interval is at most MAX_RATE_DAYS.
 * `cron(min hour dom month dow year)` (AWS: `?` in exactly one of dom/dow, dow 1-7 = SUN-SAT, `L`, `LW`, `15W`,
   `6L`, `2#1`) and plain `min hour dom month dow` (dow 0-7, 0 and 7 = SUN; when both dom and dow are
   restricted a day matches either, as in Vixie cron; a field starting with `*` counts as unrestricted).
+  A field is a list of `*`, `a` or `a-b` (wrapping when a > b), each with an optional `/step`; numbers are
+  ASCII digits, months and days of the week may be names (JAN, MON; any case).
   Cron fields are wall-clock times in the action's IANA time zone, so `0 9 * * *` fires at 09:00 local on
   both sides of a DST change. A wall-clock time skipped by a spring-forward gap fires at the instant it maps
   to with the earlier offset (02:30 in a 02:00->03:00 gap fires at 03:30); a time repeated by a fall-back
   fires once, at its first occurrence (so an every-minute cron pauses during the repeated hour).
 
-Pure: no clock (callers pass instants), no I/O beyond the standard library's time zone database. Syntax errors
-are found by `manifests.semantic_autoscaling`; here an invalid expression raises ValueError. Instants are
+This module is the only grammar: `parse` raises ValueError with a message naming the expression and, for cron,
+the offending field; `problem` returns that message, and is what `manifests.semantic_autoscaling` reports, so
+validation accepts exactly what the scaler can evaluate.
+
+Pure: no clock (callers pass instants), no I/O beyond the standard library's time zone database. Instants are
 aware datetimes (a naive one is taken as UTC); results are aware UTC datetimes.
 """
 
@@ -32,14 +38,21 @@ from dataclasses import dataclass
 UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 MAX_LOOKBACK = dt.timedelta(days=400)  # how far back a catch-up (last_fire) looks for a cron fire
+MAX_RATE_DAYS = 36500  # the longest rate() interval: 100 years
+FIRST_YEAR, LAST_YEAR = 1970, 2199  # the years of cron()'s year field and of at()
 _SEARCH_YEARS = 100  # how far ahead next_fire looks for a cron fire (beyond year 2199, cron6's last year)
 
-_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
-_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
-_CRON = re.compile(r"^cron\((.*)\)$")
+_AT = re.compile(r"at\(([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\)", re.ASCII)
+_RATE = re.compile(r"rate\(\s*([0-9]+)\s+(minute|minutes|hour|hours|day|days)\s*\)", re.ASCII)
+_CRON = re.compile(r"cron\((.*)\)")
 _RATE_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
 _DAYS = "SUN MON TUE WED THU FRI SAT".split()
+_FORMS = "at(...), rate(...), cron(...) or a 5-field cron expression"
+_AT_FORM = "at(yyyy-mm-ddThh:mm:ss)"
+_RATE_FORM = "rate(N minutes|hours|days) with N > 0"
+_CRON6_FORM = "cron() takes 6 fields: minute hour day-of-month month day-of-week year"
+_CRON5_FORM = "a plain cron expression takes 5 fields: minute hour day-of-month month day-of-week"
 
 
 @dataclass(frozen=True)
@@ -75,103 +88,184 @@ class Schedule:
     cron: Cron | None = None
 
 
+@dataclass(frozen=True)
+class _Field:
+    """One cron field: its name, its range and the names of its values (the first name is `low`)."""
+
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> str:
+        names = f" or {self.names[0]}-{self.names[-1]}" if self.names else ""
+        return f"{self.low}-{self.high}{names}"
+
+
+_MINUTE = _Field("minute", 0, 59)
+_HOUR = _Field("hour", 0, 23)
+_DOM = _Field("day-of-month", 1, 31)
+_MONTH = _Field("month", 1, 12, tuple(_MONTHS))
+_DOW5 = _Field("day-of-week", 0, 7, tuple(_DAYS))
+_DOW6 = _Field("day-of-week", 1, 7, tuple(_DAYS))
+_YEAR = _Field("year", FIRST_YEAR, LAST_YEAR)
+
+
+class _FieldError(ValueError):
+    """A problem inside one cron field; `parse` prefixes it with the expression."""
+
+
 # ---------------------------------------------------------------------------------------------- parsing
+
+
+def problem(expression: str) -> str | None:
+    """Why `expression` is not a schedule (the message `parse` raises), or None when it is one."""
+    try:
+        parse(expression)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 @functools.lru_cache(maxsize=1024)
 def parse(expression: str) -> Schedule:
-    """The parsed form of `expression`; ValueError when it is not one of the four forms."""
+    """The parsed form of `expression`; ValueError (saying what is wrong, and where) when it is not one of
+    the four forms."""
     text = expression.strip()
-    m = _AT.match(text)
-    if m:
-        return Schedule(text, at=dt.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
-    m = _RATE.match(text)
-    if m:
-        count = int(m.group(1))
-        if count <= 0:
-            raise ValueError(f"schedule {text!r}: the rate must be positive")
-        return Schedule(text, rate=float(count * _RATE_SECONDS[m.group(2).rstrip("s")]))
-    m = _CRON.match(text)
-    if m:
-        return Schedule(text, cron=_cron(m.group(1).split(), aws=True, text=text))
-    if "(" in text:
-        raise ValueError(
-            f"schedule {text!r} is not at(...), rate(...), cron(...) or a 5-field cron expression"
-        )
-    return Schedule(text, cron=_cron(text.split(), aws=False, text=text))
+    if not text:
+        raise ValueError(f"schedule must be {_FORMS}")
+    if text.startswith("at("):
+        return Schedule(text, at=_at(text))
+    if text.startswith("rate("):
+        return Schedule(text, rate=_rate(text))
+    m = _CRON.fullmatch(text)
+    if not m and "(" in text:
+        raise ValueError(f"schedule {text!r} must be {_FORMS}")
+    fields = m.group(1).split() if m else text.split()
+    try:
+        return Schedule(text, cron=_cron(fields, aws=m is not None, text=text))
+    except _FieldError as e:
+        raise ValueError(f"schedule {text!r}: {e}") from None
+
+
+def _at(text: str) -> dt.datetime:
+    m = _AT.fullmatch(text)
+    try:
+        wall = dt.datetime(*(int(g) for g in m.groups())) if m else None
+    except ValueError:  # not a calendar date or time of day: 2025-02-30, 24:00:00
+        wall = None
+    if wall is None:
+        raise ValueError(f"schedule {text!r} must have the form {_AT_FORM} (a real date and time)")
+    if not FIRST_YEAR <= wall.year <= LAST_YEAR:
+        raise ValueError(f"schedule {text!r}: the year of at() must be within {FIRST_YEAR}-{LAST_YEAR}")
+    return wall
+
+
+def _rate(text: str) -> float:
+    m = _RATE.fullmatch(text)
+    count = _digits(m.group(1)) if m else None
+    if not count:
+        raise ValueError(f"schedule {text!r} must have the form {_RATE_FORM}")
+    seconds = count * _RATE_SECONDS[m.group(2).rstrip("s")]
+    if seconds > MAX_RATE_DAYS * 86400:
+        raise ValueError(f"schedule {text!r}: the rate must be at most {MAX_RATE_DAYS} days (100 years)")
+    return float(seconds)
+
+
+def _digits(token: str) -> int | None:
+    """The value of an ASCII decimal number (a huge one saturates at 10**9), or None for anything else."""
+    if not (token.isascii() and token.isdigit()):
+        return None
+    significant = token.lstrip("0")
+    return int(significant or "0") if len(significant) <= 9 else 10**9
 
 
 def _cron(fields: list[str], *, aws: bool, text: str) -> Cron:
     if len(fields) != (6 if aws else 5):
-        raise ValueError(f"schedule {text!r} has {len(fields)} fields, not {6 if aws else 5}")
+        raise ValueError(f"schedule {text!r} has {len(fields)} fields; {_CRON6_FORM if aws else _CRON5_FORM}")
     minute, hour, dom, month, dow = fields[:5]
-    minutes = _numbers(minute, 0, 59, None, text)
-    hours = _numbers(hour, 0, 23, None, text)
-    years = None if not aws or fields[5] == "*" else frozenset(_numbers(fields[5], 1970, 2199, None, text))
+    minutes = _numbers(minute, _MINUTE)
+    hours = _numbers(hour, _HOUR)
+    dom_rule = _dom(dom, aws)
+    months = frozenset(_numbers(month, _MONTH))
+    dow_rule = _dow(dow, aws)
+    years = None if not aws or fields[5] == "*" else frozenset(_numbers(fields[5], _YEAR))
     if aws and (dom == "?") == (dow == "?"):
-        raise ValueError(
-            f"schedule {text!r}: cron() needs '?' in exactly one of day-of-month and day-of-week"
-        )
-    if not aws and "?" in (dom, dow):
-        raise ValueError(f"schedule {text!r}: '?' is only allowed in cron(...) expressions")
+        raise _FieldError("cron() needs '?' in exactly one of day-of-month and day-of-week")
     return Cron(
         minutes=tuple(sorted(h * 60 + m for h in hours for m in minutes)),
-        months=frozenset(_numbers(month, 1, 12, _MONTHS, text)),
+        months=months,
         years=years,
-        dom=_dom(dom, aws, text),
-        dow=_dow(dow, aws, text),
+        dom=dom_rule,
+        dow=dow_rule,
         either=not aws and not dom.startswith("*") and not dow.startswith("*"),
     )
 
 
-def _value(token: str, low: int, high: int, names: list[str] | None, text: str) -> int:
-    if token.isdigit():
-        number = int(token)
-    elif names and token.upper() in names:
-        number = names.index(token.upper()) + low
-    else:
-        raise ValueError(f"schedule {text!r}: {token!r} is not a value between {low} and {high}")
-    if not low <= number <= high:
-        raise ValueError(f"schedule {text!r}: {token!r} is outside {low}-{high}")
+def _parts(text: str, field: _Field, *, aws_day: bool) -> list[str]:
+    """The list items of a field; `?` only as a whole cron() day field (the caller handles that case)."""
+    parts = text.split(",")
+    if "" in parts:
+        raise _FieldError(f"empty list item in the {field.name} field {text!r}")
+    if "?" in parts:
+        raise _FieldError(
+            f"'?' must be the whole {field.name} field, not a list item"
+            if aws_day
+            else f"'?' is not allowed in the {field.name} field"
+        )
+    return parts
+
+
+def _value(token: str, part: str, field: _Field) -> int:
+    number = _digits(token)
+    if number is None and field.names and token.upper() in field.names:
+        number = field.names.index(token.upper()) + field.low
+    if number is None or not field.low <= number <= field.high:
+        raise _FieldError(f"{part!r} is not valid in the {field.name} field (allowed {field.allowed})")
     return number
 
 
-def _numbers(field: str, low: int, high: int, names: list[str] | None, text: str) -> list[int]:
+def _numbers(text: str, field: _Field) -> list[int]:
     """The values of a plain cron field: lists of `*`, `a`, `a-b` (wrapping when a > b), each with `/step`."""
     out: set[int] = set()
-    for part in field.split(","):
-        base, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if step_text and (not step_text.isdigit() or step <= 0):
-            raise ValueError(f"schedule {text!r}: bad step in {part!r}")
-        if base in ("*", "?"):
-            start, end = low, high
-        else:
-            first, dash, last = base.partition("-")
-            start = _value(first, low, high, names, text)
-            end = _value(last, low, high, names, text) if dash else (high if step_text else start)
-        span = (
-            list(range(start, end + 1)) if start <= end else [*range(start, high + 1), *range(low, end + 1)]
-        )
-        out.update(span[::step])
+    for part in _parts(text, field, aws_day=False):
+        out.update(_range(part, field))
     return sorted(out)
 
 
-def _dom(field: str, aws: bool, text: str) -> DayRule:
-    if field in ("*", "?"):
+def _range(part: str, field: _Field) -> list[int]:
+    """The values of one list item `*`, `a` or `a-b`, with an optional `/step`."""
+    low, high = field.low, field.high
+    base, slash, step_text = part.partition("/")
+    step = _digits(step_text) if slash else 1
+    if not step:
+        raise _FieldError(f"bad step {step_text!r} in the {field.name} field {part!r}")
+    if base == "*":
+        start, end = low, high
+    else:
+        first, dash, last = base.partition("-")
+        start = _value(first, part, field)
+        end = _value(last, part, field) if dash else (high if slash else start)
+    span = list(range(start, end + 1)) if start <= end else [*range(start, high + 1), *range(low, end + 1)]
+    return span[::step]
+
+
+def _dom(text: str, aws: bool) -> DayRule:
+    if text == "*" or (aws and text == "?"):
         return DayRule()
     days: set[int] = set()
     nearest: set[int] = set()
     last = last_weekday = False
-    for part in field.split(","):
+    for part in _parts(text, _DOM, aws_day=aws):
         if aws and part == "L":
             last = True
         elif aws and part == "LW":
             last_weekday = True
         elif aws and part.endswith("W"):
-            nearest.add(_value(part[:-1], 1, 31, None, text))
+            nearest.add(_value(part[:-1], part, _DOM))
         else:
-            days.update(_numbers(part, 1, 31, None, text))
+            days.update(_range(part, _DOM))
     return DayRule(False, frozenset(days), last, last_weekday, frozenset(nearest))
 
 
@@ -180,25 +274,26 @@ def _weekday(number: int, aws: bool) -> int:
     return (number - 2) % 7 if aws else (number - 1) % 7
 
 
-def _dow(field: str, aws: bool, text: str) -> DayRule:
-    if field in ("*", "?"):
+def _dow(text: str, aws: bool) -> DayRule:
+    if text == "*" or (aws and text == "?"):
         return DayRule()
-    low, high = (1, 7) if aws else (0, 7)
+    field = _DOW6 if aws else _DOW5
     days: set[int] = set()
     last_of: set[int] = set()
     nth: set[tuple[int, int]] = set()
-    for part in field.split(","):
+    for part in _parts(text, field, aws_day=aws):
         if aws and part == "L":  # alone, L is the last day of the week: Saturday
             days.add(_weekday(7, aws))
         elif aws and part.endswith("L"):
-            last_of.add(_weekday(_value(part[:-1], low, high, _DAYS, text), aws))
+            last_of.add(_weekday(_value(part[:-1], part, field), aws))
         elif aws and "#" in part:
             day, _, k = part.partition("#")
-            if not k.isdigit() or not 1 <= int(k) <= 5:
-                raise ValueError(f"schedule {text!r}: bad '#' in {part!r}")
-            nth.add((_weekday(_value(day, low, high, _DAYS, text), aws), int(k)))
+            n = _digits(k)
+            if n is None or not 1 <= n <= 5:
+                raise _FieldError(f"{part!r} is not valid in the {field.name} field (n#k needs k within 1-5)")
+            nth.add((_weekday(_value(day, part, field), aws), n))
         else:
-            days.update(_weekday(n, aws) for n in _numbers(part, low, high, _DAYS, text))
+            days.update(_weekday(n, aws) for n in _range(part, field))
     return DayRule(False, frozenset(days), last_of=frozenset(last_of), nth=frozenset(nth))
 
 
