@@ -31,7 +31,7 @@ from reconciler.actions.result import ActionResult
 from reconciler.actions.runner import Runner
 from reconciler.daemon import autoscaler, crashloop, membership, triggers, workqueue
 from reconciler.daemon import status as status_view
-from reconciler.daemon.outcome import BUG, DONE, INVALID, TRANSIENT, Outcome
+from reconciler.daemon.outcome import BUG, DONE, INVALID, OK, TRANSIENT, Outcome
 from reconciler.environment import Environment
 from reconciler.manifests import build, document, validate
 from reconciler.model import observed as obs
@@ -322,7 +322,7 @@ class Controller:
         self.last_success = now
         if self.metrics:
             self.metrics.mark_success(self.last_success)
-        return Outcome(enqueue=keys, kind="ok" if valid else INVALID)
+        return Outcome(enqueue=keys, kind=OK if valid else INVALID)
 
     def reconcile_service(self, cluster: str, service: str, now: float) -> Outcome:
         """One pass over a service, under its cluster's lock: snapshot the work in flight, observe the

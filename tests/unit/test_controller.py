@@ -311,3 +311,57 @@ def test_a_cluster_locked_by_another_process_is_left_alone_until_its_lock_is_fre
     assert followers.started == [("c1", "unix:///fake/1.sock")]
     assert ctl.status()["clusterLocks"] == {"held": ["c1"], "waiting": {}}
     ctl.membership.close()
+
+
+# -- passes never wait -------------------------------------------------------------------------------
+
+
+def test_a_replacement_starts_while_the_dead_tasks_slow_stop_is_still_in_flight(tmp_path):
+    ctl, engine = make(tmp_path, count=2)
+    manifest = tmp_path / "m" / "app.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "containerDefinitions: [{name: app, image: localhost/busybox:static, memory: 32}]",
+        "containerDefinitions: [{name: app, image: localhost/busybox:static, memory: 32},"
+        " {name: side, image: localhost/busybox:static, memory: 16, essential: false}]"))
+    ctl.enqueue(triggers.ALL)
+    drain(ctl)
+    assert running(engine) == 4
+    release = threading.Event()
+    real_stop = engine.stop_container
+    engine.stop_container = lambda cid, timeout: (release.wait(10), real_stop(cid, timeout))  # a sidecar ignoring SIGTERM
+    (app,) = engine.by_label(labels.CONTAINER, "app")[:1]
+    dead = app["Config"]["Labels"][labels.TASK]
+    engine.exit(app["Id"], 137)
+    try:
+        outcome = ctl.reconcile("service:c1/app", ctl.clock.now())
+        assert dead in ctl.runner.inflight().stopping
+        deadline = time.monotonic() + 10
+        while (running(engine) < 4 or ctl.runner.inflight().starts) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        live = {c["Config"]["Labels"][labels.TASK] for c in engine.running()} - {dead}
+        assert len(live) == 2, "the replacement runs while the dead task is still being stopped"
+        assert outcome.requeue_after is not None, "the pass returned, and looks at the service again"
+        ctl.reconcile("service:c1/app", ctl.clock.now())  # another event meanwhile: nothing is stopped or started twice
+        assert ctl.runner.inflight().stopping == frozenset({dead}) and not ctl.runner.inflight().starts
+    finally:
+        release.set()
+        ctl.runner.drain(10)
+    drain(ctl)
+    assert running(engine) == 4 and not engine.by_label(labels.TASK, dead)
+
+
+def test_an_in_flight_start_is_counted_so_a_second_pass_starts_no_duplicate(tmp_path):
+    ctl, engine = make(tmp_path, count=1)
+    assert ctl.load()
+    gate = threading.Event()
+    real_create = engine.create_container
+    engine.create_container = lambda request: (gate.wait(10), real_create(request))[1]
+    try:
+        ctl.reconcile("service:c1/app", ctl.clock.now())
+        ctl.reconcile("service:c1/app", ctl.clock.now())  # an event arrives meanwhile
+        assert len(ctl.runner.inflight().starts) == 1
+    finally:
+        gate.set()
+        ctl.runner.drain(10)
+    drain(ctl)
+    assert running(engine) == 1
