@@ -186,7 +186,7 @@ class FakeEngine:
             self.containers[cid] = {
                 "Id": cid,
                 "Name": request.name,
-                "Created": time.time(),
+                "Created": self.clock(),
                 "Config": {"Image": request.image, "Labels": dict(request.labels), "Env": dict(request.environment)},
                 "HostConfig": dict(request.host_config),
                 "State": {"Status": "created", "ExitCode": 0, "OOMKilled": False, "Error": "", "StartedAt": NEVER, "FinishedAt": NEVER},
@@ -272,10 +272,12 @@ class FakeEngine:
         pass
 
 
-def drive(desired: Any, connections: Any, now: float = 1e9, max_passes: int = 200, **options: Any) -> list[Any]:
+def drive(desired: Any, connections: Any, now: float | None = None, max_passes: int = 200, **options: Any) -> list[Any]:
     """Runs reconcile passes on fake engines until every service is settled, as `apply` does: each pass
     snapshots the runner's work in flight, observes, plans and launches its first step, then waits for
-    the actions to end. Returns the plans, the first one first. Fails when the passes do not settle."""
+    the actions to end. Returns the plans, the first one first. Fails when the passes do not settle.
+    `now` defaults to a minute from the wall clock (the fake engine's), so tasks without a health check
+    are past ECS's 40 s before they count toward the minimum healthy."""
     from reconciler import observe
     from reconciler.actions.runner import Runner
     from reconciler.planning import planner
@@ -286,7 +288,8 @@ def drive(desired: Any, connections: Any, now: float = 1e9, max_passes: int = 20
         for _ in range(max_passes):
             inflight = runner.inflight()
             observed = observe.observe(desired, connections)
-            plan = planner.plan(desired, observed, now, planner.Options(inflight=inflight, **options))
+            at = time.time() + 60 if now is None else now
+            plan = planner.plan(desired, observed, at, planner.Options(inflight=inflight, **options))
             plans.append(plan)
             if all(sp.settled for sp in plan.services) and runner.idle():
                 return plans

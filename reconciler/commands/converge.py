@@ -79,7 +79,7 @@ def plan(
         session.close()
     if unreachable:
         return ExitStatus.ERROR
-    if detailed and result.changed:
+    if detailed and not result.settled:  # a rollout that waits is not converged either
         return ExitStatus.CHANGES
     return ExitStatus.OK
 

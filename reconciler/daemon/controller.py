@@ -413,6 +413,8 @@ class Controller:
     def _on_result(self, r: ActionResult) -> None:
         """A background action ended: log it, count it, gate a failed start's retry, and pass again."""
         (log.info if r.ok else log.error)(r.line(), extra={"service": r.service, "cluster": r.cluster, "task": r.task_id})
+        if r.service:
+            self.enqueue(triggers.service_key(r.cluster, r.service))  # first: nothing below may keep the next pass away
         if self.metrics:
             self.metrics.count_action(r.action, r.ok)
         if not r.service:
@@ -425,7 +427,6 @@ class Controller:
                 before = self.crash.get(key, crashloop.Backoff())
             if crashloop.wait(before, now) <= 0:  # one failure per round, however many starts of it failed
                 self._set_backoff(r.cluster, key, crashloop.record_failures(before, 1, now))
-        self.enqueue(triggers.service_key(r.cluster, r.service))
 
     # -- reporting ----------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from reconciler.model import observed as obs
 PREFIX = "reconciler_"
 
 TASK_STATES = (obs.RUNNING, obs.PENDING, obs.STOPPED, obs.UNKNOWN)
-ACTION_KINDS = ("start", "stop", "deploy")
+ACTION_KINDS = ("start", "stop", "advance", "deploy")
 DESIRED_SOURCES = ("manifest", "autoscaling")
 SCALING_DIRECTIONS = ("out", "in", "none")
 

@@ -202,8 +202,23 @@ class Plan:
     def changed(self) -> bool:
         return any(s.changed for s in self.services) or bool(self.one_off)
 
+    @property
+    def advance(self) -> int:
+        return sum(s.advance for s in self.services) + sum(1 for a in self.one_off if isinstance(a, StartContainers))
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to do now, nothing any rollout waits for."""
+        return not self.changed and all(s.settled for s in self.services)
+
     def summary(self) -> str:
-        return f"Plan: {self.add} to add, {self.replace} to replace, {self.remove} to remove."
+        line = f"Plan: {self.add} to add, {self.replace} to replace, {self.remove} to remove"
+        if self.advance:
+            line += f", {self.advance} pending to move on"
+        waiting = sum(1 for s in self.services if s.waiting and s.now.empty)
+        if waiting:
+            line += f"; {waiting} service(s) mid-rollout, waiting"
+        return line + "."
 
     def to_dict(self) -> dict[str, Any]:
         return {

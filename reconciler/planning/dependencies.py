@@ -2,7 +2,8 @@
 
 Owns ECS's container dependency conditions evaluated against observed containers: START (the dependency
 has been started), COMPLETE (it exited), SUCCESS (it exited 0), HEALTHY (its health check passed), the
-`startTimeout` a waiting container gives its dependencies (counted from the task's creation), and the
+`startTimeout` of the container depended on (as ECS: containerA gives up on containerB once B's
+startTimeout passed; counted from B's start, else the task's creation), and the
 creation order (dependencies and `volumesFrom` sources first). Each reconcile pass asks it about every
 PENDING task, so a task moves on as soon as a condition holds, with nothing waiting inside a worker.
 Pure: no I/O, and the time is given.
@@ -50,7 +51,6 @@ def progress(task: obs.Task, now: float) -> Progress:
     for c in task.app_containers:
         if c.state != "created":
             continue
-        timeout = float(c.spec.get("startTimeout") or DEFAULT_START_TIMEOUT)
         verdict: bool | None = True
         for dep in c.spec.get("dependsOn") or []:
             name, condition = dep.get("containerName", ""), dep.get("condition", "START")
@@ -61,7 +61,10 @@ def progress(task: obs.Task, now: float) -> Progress:
                 return Progress(failure=f"container {c.container}: {why}, so condition {condition} cannot be met")
             if not met:
                 verdict = False
-                if task.created and now - task.created > timeout:
+                assert other is not None
+                timeout = float(other.spec.get("startTimeout") or DEFAULT_START_TIMEOUT)
+                since = other.started_at or task.created
+                if since and now - since > timeout:
                     return Progress(
                         failure=f"container {c.container}: timed out after {timeout:.0f}s waiting for {name} to be {condition}"
                     )

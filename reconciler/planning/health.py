@@ -42,10 +42,12 @@ def seconds_allowed(task_spec: Mapping[str, Any]) -> float:
     """How long a new task of `task_spec` may take to become RUNNING and HEALTHY."""
     worst = MIN_SECONDS
     waits = 0.0
-    for c in task_spec.get("containerDefinitions", []):
+    containers = task_spec.get("containerDefinitions", [])
+    awaited = {d.get("containerName") for c in containers for d in c.get("dependsOn") or []}
+    for c in containers:
         hc = c.get("healthCheck")
         if hc and c.get("essential", True):
             worst = max(worst, hc.get("startPeriod", 0) + (hc.get("retries", 3) + 1) * (hc.get("interval", 30) + hc.get("timeout", 5)))
-        if c.get("dependsOn"):
+        if c.get("name") in awaited:
             waits = max(waits, float(c.get("startTimeout") or dependencies.DEFAULT_START_TIMEOUT))
     return min(worst + waits + 10.0, MAX_SECONDS + waits)

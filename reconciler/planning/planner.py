@@ -26,6 +26,9 @@ from reconciler.model import spec
 from reconciler.planning import dependencies, diff, placement, resources
 
 MAX_PROJECTED_STEPS = 1000
+# ECS: a task none of whose essential containers has a health check counts toward the minimum healthy
+# percent only once it has been RUNNING this long.
+UNCHECKED_SETTLE_SECONDS = 40.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class _Sorted:
 
     new_ready: list[obs.Task] = field(default_factory=list)
     new_pending: list[obs.Task] = field(default_factory=list)  # observed, not yet available
+    new_settling: list[obs.Task] = field(default_factory=list)  # RUNNING without health checks, not for 40 s yet
     new_inflight: int = 0  # starts launched, not yet listed by the engine
     unknown: int = 0  # last-known tasks of an unreachable engine, within the grace period
     old: list[_Old] = field(default_factory=list)
@@ -202,6 +206,13 @@ class _ClusterPlanner:
         status = self.statuses[task.id]
         return status.health == obs.UNHEALTHY and self.now - task.created >= grace
 
+    def _settled(self, task: obs.Task) -> bool:
+        """Whether a RUNNING, HEALTHY task counts as available: at once with a health check on an essential
+        container, else once it has been running `UNCHECKED_SETTLE_SECONDS` (from its creation)."""
+        if any(c.essential and c.spec.get("healthCheck") for c in task.app_containers):
+            return True
+        return self.now - task.created >= UNCHECKED_SETTLE_SECONDS
+
     def _pending(self, task: obs.Task, out: _Sorted) -> bool:
         """Moves a PENDING task on (its next containers) or fails it; False when it failed."""
         if task.id in self.inflight.advancing:
@@ -211,8 +222,8 @@ class _ClusterPlanner:
             out.cleanup.append(self._stop(task, f"Task failed to start: {step.failure}", "TaskFailedToStart"))
             return False
         if step.ready:
-            started = any(c.state != "created" for c in task.app_containers)
-            why = "their dependsOn conditions hold" if started else "the task was created but never started (an interrupted start)"
+            waited = any(c.container in step.ready and c.spec.get("dependsOn") for c in task.app_containers)
+            why = "their dependsOn conditions hold" if waited else "the task was created but never started (an interrupted start)"
             out.advances.append(P.StartContainers(self.cluster.name, task.service, task.instance, task.id, step.ready, why))
         return True
 
@@ -236,13 +247,18 @@ class _ClusterPlanner:
                 continue
             outdated = self._why_outdated(task, td)
             if status.last_status == obs.RUNNING and self._failed(task, svc.health_check_grace_period):
-                out.cleanup.append(self._stop(task, "Task failed container health checks"))
+                # Replaced within the deployment bounds, like an old task: a replacement first where
+                # maximumPercent allows, else stopped first as far as minimumHealthyPercent allows.
+                out.old.append(_Old(task.instance, task.id, "Task failed container health checks", False))
                 continue
-            available = status.last_status == obs.RUNNING and status.health == obs.HEALTHY
+            healthy = status.last_status == obs.RUNNING and status.health == obs.HEALTHY
+            available = healthy and self._settled(task)
             if outdated is not None:
                 out.old.append(_Old(task.instance, task.id, outdated, available))
             elif available:
                 out.new_ready.append(task)
+            elif healthy:
+                out.new_settling.append(task)
             else:
                 out.new_pending.append(task)
         for s in self.launching:
@@ -299,17 +315,21 @@ class _ClusterPlanner:
     def _scale_in(self, svc: spec.Service, s: _Sorted, desired: int) -> None:
         """Stops new tasks beyond the desired count: pending ones first, then by the placement strategy.
         Tasks on an unreachable engine fill the count but never push a reachable task out."""
-        surplus = len(s.new_ready) + len(s.new_pending) + s.new_inflight - desired
+        surplus = len(s.new_ready) + len(s.new_settling) + len(s.new_pending) + s.new_inflight - desired
         if surplus <= 0:
             return
         pending = s.new_pending[:surplus]
         s.new_pending = s.new_pending[len(pending):]
         surplus -= len(pending)
+        young = s.new_settling[:max(surplus, 0)]  # not available yet either
+        s.new_settling = s.new_settling[len(young):]
+        surplus -= len(young)
         chosen: set[str] = set()
         if surplus > 0 and s.new_ready:
-            view = self.view(svc.launch_type, [o.task_id for o in s.old])
+            ready = {t.id for t in s.new_ready}
+            view = self.view(svc.launch_type, [p.task_id for p in self.placed if p.group == svc.group and p.task_id not in ready])
             chosen = set(placement.choose_to_stop(view, svc.group, min(surplus, len(s.new_ready)), svc.strategies))
-        s.cleanup += [self._stop(t, f"scale-in to desired count {desired}") for t in pending]
+        s.cleanup += [self._stop(t, f"scale-in to desired count {desired}") for t in pending + young]
         s.cleanup += [self._stop(t, f"scale-in to desired count {desired}") for t in s.new_ready if t.id in chosen]
         s.new_ready = [t for t in s.new_ready if t.id not in chosen]
 
@@ -348,7 +368,9 @@ class _ClusterPlanner:
         deployment controller does: start what the upper bound allows and fits; stop old tasks that are not
         available first, then available ones as far as the lower bound allows, counting new tasks that are
         not yet healthy as unavailable (so old tasks go only once their replacements are healthy). Only when
-        the bounds leave no move at all (100 / 100) and nothing is in flight is one old task stopped first.
+        the bounds leave no move at all and nothing is in flight is one old task stopped first: an unavailable
+        (unhealthy) one when no replacement can start (ECS stops unhealthy tasks one by one then), else, at
+        100 / 100, an available one.
         A pass that can neither start nor stop leaves the rest unplaced; the old tasks keep running.
         Returns (steps, what the next pass waits for, how many cannot be placed, why).
         """
@@ -356,10 +378,11 @@ class _ClusterPlanner:
         min_healthy = math.ceil(desired * svc.minimum_healthy_percent / 100)
         request = self.request(svc, td)
         ready = len(s.new_ready) + s.unknown
-        pending = len(s.new_pending) + s.new_inflight
-        old = [o for o in s.old if o.observed]
+        settling = len(s.new_settling)
+        pending = len(s.new_pending) + s.new_inflight + settling
+        old = sorted((o for o in s.old if o.observed), key=lambda o: o.available)  # unavailable ones go first
         old_fixed = len(s.old) - len(old)  # old starts in flight: they count, but cannot be stopped yet
-        gone: list[str] = [c.task_id for c in s.cleanup]
+        gone: list[str] = [c.task_id for c in s.cleanup if c.already_stopped]  # the rest hold resources until stopped
         stopping = s.stopping
         steps: list[P.Step] = []
         waiting: tuple[str, ...] = ()
@@ -383,13 +406,17 @@ class _ClusterPlanner:
                     )
                 why = result.reason if result.unplaced else None
             down = max(everything - min_healthy - pending, 0)
-            unavailable = [o for o in old if not o.available][:down]
+            unavailable_old = [o for o in old if not o.available]
+            unavailable = unavailable_old[:down]
             down -= len(unavailable)
             available_old = [o for o in old if o.available]
             k = min(len(available_old), down, max(ready + len(available_old) - min_healthy, 0))
             stops = unavailable + available_old[:k]
-            if not starts and not stops and available_old and room == 0 and why is None and not pending and not stopping:
-                stops = available_old[:1]  # no headroom either way (100 / 100): one old task goes first
+            if not starts and not stops and not pending and not stopping:
+                if need and unavailable_old:
+                    stops = unavailable_old[:1]  # no replacement can start: unhealthy ones go one by one (ECS)
+                elif available_old and room == 0 and why is None:
+                    stops = available_old[:1]  # no headroom either way (100 / 100): one old task goes first
             actions = [self._stop_old(svc, o) for o in stops]
             advances: tuple[P.StartContainers, ...] = ()
             if first:
@@ -404,9 +431,12 @@ class _ClusterPlanner:
             # What the next pass waits for, then that pass as if it had happened.
             became = pending + len(starts)
             stopped_now = len(stops) + stopping + (len(s.cleanup) if first else 0)
+            left = len(old) - len(stops) + old_fixed
             waits = []
-            if became:
-                waits.append(f"{became} new task(s) to become healthy")
+            if became - settling:
+                waits.append(f"{became - settling} new task(s) to become healthy")
+            if settling and left:  # only old tasks still to stop wait for them
+                waits.append(f"{settling} new task(s) without a health check to run {UNCHECKED_SETTLE_SECONDS:.0f}s")
             if stopped_now:
                 waits.append(f"{stopped_now} task(s) to stop")
             if first:
@@ -418,6 +448,7 @@ class _ClusterPlanner:
             after = " and ".join(waits)
             ready += became
             pending = 0
+            settling = 0
             stopping = 0
             gone += [o.task_id for o in stops]
             old = [o for o in old if o not in stops]
@@ -470,12 +501,13 @@ class _ClusterPlanner:
             elif status.last_status == obs.RUNNING and self._failed(task, svc.health_check_grace_period):
                 s.cleanup.append(self._stop(task, "Task failed container health checks"))
             else:
-                available = status.last_status == obs.RUNNING and status.health == obs.HEALTHY
+                available = status.last_status == obs.RUNNING and status.health == obs.HEALTHY and self._settled(task)
                 here.setdefault(task.instance, []).append((task, available, self._why_outdated(task, td)))
         busy |= {p.instance for p in self.launching if p.service == svc.name}
         fresh: list[str] = []
         swaps: list[str] = []
         unavailable = 0
+        settling = 0
         lines: list[str] = []
         for inst in sorted(targets):
             entries = here.get(inst, [])
@@ -487,6 +519,9 @@ class _ClusterPlanner:
                 s.cleanup += [self._stop(t, why or "replaced") for t, _, why in old]  # replaced already
                 if not current[0][1]:
                     unavailable += 1
+                    task = current[0][0]
+                    if self.statuses[task.id].health == obs.HEALTHY:
+                        settling += 1  # healthy, not yet past ECS's 40 s without a health check
                 continue
             if inst in busy:
                 unavailable += 1
@@ -511,8 +546,9 @@ class _ClusterPlanner:
             steps.append(P.Step(starts=tuple(start(i, "daemon task for the instance") for i in fresh), stops=tuple(first_stops),
                                 advances=tuple(s.advances)))
         waits = []
-        if unavailable or fresh:
-            waits.append(f"{unavailable + len(fresh)} daemon task(s) to become healthy or stop")
+        waited = unavailable + len(fresh) - (0 if swaps else settling)  # settling tasks hold up only more swaps
+        if waited:
+            waits.append(f"{waited} daemon task(s) to become healthy or stop")
         if now_swaps:
             waits.append(f"{len(now_swaps)} old daemon task(s) to stop")
         rest = swaps[len(now_swaps):]
@@ -540,7 +576,7 @@ class _ClusterPlanner:
                 steps=tuple(steps),
                 diff=tuple(lines),
                 warnings=tuple(warnings),
-                waiting=tuple(waits) if (unavailable or now_swaps or fresh or first_stops) and waits else (),
+                waiting=tuple(waits),
             ),
             replaced={c.task_id for c in s.cleanup} | {t.id for inst in swaps for t, _, _ in here[inst]},
         )
