@@ -321,17 +321,17 @@ class _ClusterPlanner:
         pending = s.new_pending[:surplus]
         s.new_pending = s.new_pending[len(pending):]
         surplus -= len(pending)
-        young = s.new_settling[:max(surplus, 0)]  # not available yet either
-        s.new_settling = s.new_settling[len(young):]
-        surplus -= len(young)
+        # The rest by the placement strategy, among the running ones (those not yet past ECS's 40 s too).
         chosen: set[str] = set()
-        if surplus > 0 and s.new_ready:
-            ready = {t.id for t in s.new_ready}
-            view = self.view(svc.launch_type, [p.task_id for p in self.placed if p.group == svc.group and p.task_id not in ready])
-            chosen = set(placement.choose_to_stop(view, svc.group, min(surplus, len(s.new_ready)), svc.strategies))
-        s.cleanup += [self._stop(t, f"scale-in to desired count {desired}") for t in pending + young]
-        s.cleanup += [self._stop(t, f"scale-in to desired count {desired}") for t in s.new_ready if t.id in chosen]
+        running = s.new_ready + s.new_settling
+        if surplus > 0 and running:
+            ids = {t.id for t in running}
+            view = self.view(svc.launch_type, [p.task_id for p in self.placed if p.group == svc.group and p.task_id not in ids])
+            chosen = set(placement.choose_to_stop(view, svc.group, min(surplus, len(running)), svc.strategies))
+        s.cleanup += [self._stop(t, f"scale-in to desired count {desired}") for t in pending]
+        s.cleanup += [self._stop(t, f"scale-in to desired count {desired}") for t in running if t.id in chosen]
         s.new_ready = [t for t in s.new_ready if t.id not in chosen]
+        s.new_settling = [t for t in s.new_settling if t.id not in chosen]
 
     def _unknown(self, svc: spec.Service, td: spec.TaskDefinition) -> list[obs.UnknownTask]:
         """Last-known tasks of `svc` on unreachable instances that are still within the grace period."""

@@ -235,16 +235,19 @@ def _redeploy_and_watch(ws, desired: int, min_healthy: int, max_percent: int, **
     return watcher.samples
 
 
+FAST_HEALTH = {"command": ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:80/"], "interval": 5, "timeout": 2, "retries": 2}
+
+
 @pytest.mark.parametrize(("min_healthy", "max_percent"), [(50, 150), (100, 200), (100, 125)])
 def test_rolling_replacement_respects_deployment_bounds(ws, min_healthy, max_percent):
-    _redeploy_and_watch(ws, 4, min_healthy, max_percent)
+    # With a health check, so each wave waits one check (5 s), not ECS's 40 s for tasks without one.
+    _redeploy_and_watch(ws, 4, min_healthy, max_percent, command=["sh", "-c", h.httpd(80)], healthCheck=FAST_HEALTH)
 
 
 def test_rolling_replacement_waits_for_health_checks_before_stopping_old_tasks(ws):
     # v1 has no health check (healthy once running); v2 gains one, so each wave's new task is "starting" for one
     # interval, and the old task it replaces must keep running until then.
-    health = {"command": ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:80/"], "interval": 5, "timeout": 2, "retries": 2}
-    samples = _redeploy_and_watch(ws, 2, 100, 150, command=["sh", "-c", h.httpd(80)], healthCheck=health)
+    samples = _redeploy_and_watch(ws, 2, 100, 150, command=["sh", "-c", h.httpd(80)], healthCheck=FAST_HEALTH)
     assert any(running > healthy for running, healthy, _ in samples), "a new task was seen before it was healthy"
 
 
