@@ -19,7 +19,8 @@
    - never-healthy: the replacement just started (app running, health "starting", sidecar still `created`) is
      killed 1.2 s after its start. Such deaths are crash-loop failures by the daemon's policy: after the n-th, a
      next one within 10 s x 2^(n-1) of the last attempt waits out the backoff by design, so these kills are paced
-     outside that window (10 s, then 20 s, ... after the previous one) and must be replaced at once too.
+     outside that window (10 s, then 20 s, ... after the previous one) and must be replaced at once too. 3 of the 20
+     kills are of this kind (1 with --quick); the loop waits for the backoff window to pass if it must.
    The headline median and p90 are the healthy kills'; the never-healthy ones have their own line; both against the
    kill->die floor of section 1. Context: how long the dead tasks' sidecars took to die after the kill (the 30 s
    stopTimeout, showing SIGTERM really is ignored) and whether the daemon announced a crash loop.
@@ -68,6 +69,7 @@ IDLE_SECONDS = 60.0
 PAIR_SERVICE = "pair"
 PAIR_TASKS = 6
 PAIR_KILLS = 20
+NEVER_HEALTHY_KILLS = 3  # of the 20: at 0, >= 12.5 s and >= 35 s (the backoff doubles), so the section takes >= 35 s
 NEVER_HEALTHY_AFTER = 1.2  # seconds after the replacement's start at which it is killed while starting
 BACKOFF_BASE = 10.0  # the daemon's crash-loop backoff: 10 s doubling (reconciler/daemon/crashloop.py)
 BACKOFF_MARGIN = 2.5
@@ -202,9 +204,13 @@ def memory_kib(pid: int, key: str) -> int:
 
 
 def clear(client) -> None:
+    """Every container, and every network but the engine's own (the two-container tasks' per-task networks)."""
     ids = [c["Id"] for c in client.api.containers(all=True)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: client.api.remove_container(i, force=True), ids))
+    nets = [n["Id"] for n in client.api.networks() if n["Name"] not in ("bridge", "host", "none")]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(client.api.remove_network, nets))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -296,7 +302,7 @@ def replacement_floor(client, events: tt.Events, rounds: int) -> list[float]:
     return out
 
 
-def pair_kills(engine, client, tmp: Path, kills: int) -> tuple[list[Kill], list[float], list[float], int, dh.Daemon]:
+def pair_kills(engine, client, tmp: Path, kills: int, never_healthy_target: int) -> tuple[list[Kill], list[float], list[float], int, dh.Daemon]:
     """Section 3 (see the module doc): (the kills, the replacement floor, the dead tasks' sidecar kill->die times
     seen, crash-loop announcements in the daemon's log, the daemon, still running: the caller stops it)."""
     manifests = tmp / "pair"
@@ -338,13 +344,22 @@ def pair_kills(engine, client, tmp: Path, kills: int) -> tuple[list[Kill], list[
             tasks = tt.tasks_of(client, PAIR_SERVICE)
             return tasks if any(tt.task_up(m) for m in tasks.values()) else None
 
+        def never_healthy_due() -> float:
+            """When the next never-healthy kill is outside the crash-loop backoff (monotonic time)."""
+            if never_healthy == 0:
+                return 0.0
+            return last_never_healthy + BACKOFF_BASE * 2 ** (never_healthy - 1) + BACKOFF_MARGIN
+
         while len(out) < kills:
             time.sleep(1.2)  # let the daemon's delayed re-checks of the previous kill (up to 1 s) run out
+            needed = never_healthy_target - never_healthy
+            if needed > 0 and kills - len(out) <= 2 * needed:  # each never-healthy kill follows a healthy one
+                time.sleep(max(0.0, never_healthy_due() - time.monotonic()))
             tasks = wait_until(with_one_up, timeout=60, what="a healthy task to kill")
             up = [(tid, m) for tid, m in tasks.items() if tt.task_up(m)]
             victim, members = min(up, key=lambda item: item[1]["app"]["Created"])  # the one up longest
             replacement, started = kill("healthy", victim, members["app"]["Id"], tasks)
-            due = never_healthy == 0 or time.monotonic() - last_never_healthy > BACKOFF_BASE * 2 ** (never_healthy - 1) + BACKOFF_MARGIN
+            due = time.monotonic() >= never_healthy_due() and never_healthy < never_healthy_target
             if len(out) >= kills or not due:
                 continue
             time.sleep(max(0.0, started + NEVER_HEALTHY_AFTER - time.monotonic()))
@@ -530,7 +545,7 @@ def main() -> int:
             clear(client)
 
         if "pair" in only:
-            pair, replacement, sidecar_deaths, announced, daemon = pair_kills(engine, client, tmp, pair_kills_n)
+            pair, replacement, sidecar_deaths, announced, daemon = pair_kills(engine, client, tmp, pair_kills_n, 1 if args.quick else NEVER_HEALTHY_KILLS)
             print_pair(pair, fm, replacement, sidecar_deaths, announced)
             stop_abandoning(daemon)
             daemon = None

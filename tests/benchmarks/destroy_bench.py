@@ -17,7 +17,7 @@ the 10 s stopTimeout when SIGTERM is really ignored), and what was left on the e
 
 The engine runs with a larger `--default-address-pool` (a stock engine holds about 30 per-task networks; see
 `twotask`). Starts one private engine (tests/engines.py) and destroys it at the end. Prints lines, never asserts.
-Run: `python tests/benchmarks/destroy_bench.py [--quick]` (--quick: 10 tasks).
+Medians of 2 rounds (1 with --quick). Run: `python tests/benchmarks/destroy_bench.py [--quick]` (--quick: 10 tasks).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from reconciler import cli  # noqa: E402
 from reconciler.environment import Environment  # noqa: E402
 
 N = 50
-ROUNDS = 1  # a round is two applies of 50 health-checked pairs (about 45 s each on 2 cores) and two teardowns
+ROUNDS = 2  # a round: two applies of 50 health-checked pairs (25-45 s each on 2 cores) and two teardowns
 STOP_TIMEOUT = 10
 SERVICE = "pairs"
 
@@ -159,7 +159,7 @@ def main() -> int:
         path, state = str(manifests), str(tmp / "state")
         base, dest, applies, side_stops, side_base, side_dest, app_dest, left = [], [], [], [], [], [], [], []
         output = ""
-        for _ in range(ROUNDS):
+        for _ in range(1 if args.quick else ROUNDS):
             applies.append(apply(path, state))
             wait_settled(client, n)
             t0 = time.monotonic()
@@ -189,6 +189,7 @@ def main() -> int:
             f"{left[-1][0]} containers, {left[-1][1]} networks; destroy said: "
             f"{next((x for x in output.splitlines() if x.startswith('Destroy complete')), '?')!r}"
         )
+        print(f"  rounds: destroy {', '.join(f'{x:.2f}' for x in dest)} s vs baseline {', '.join(f'{x:.2f}' for x in base)} s")
         print(f"(setup: applies of {n} pairs took {', '.join(f'{x:.1f}' for x in applies)} s; whole benchmark "
               f"{time.monotonic() - began:.0f} s)")
     finally:
