@@ -352,9 +352,10 @@ class Controller:
     def _gate(
         self, cluster: str, sp: P.ServicePlan, cstate: obs.ClusterState, desired: spec.DesiredState, now: float
     ) -> tuple[P.Step, float]:
-        """The crash-loop gate before a pass starts tasks: (what to launch now, seconds until it may start
-        them). While a service crash-loops, the pass launches nothing (its dead tasks stay to be seen)
-        but the next containers of pending tasks."""
+        """The crash-loop gate before a pass starts tasks: (what to launch now, seconds until the held-back
+        starts may go). While a service crash-loops, the replacements of tasks that died young wait (those
+        dead tasks stay to be seen), and so do retries of failed starts; the rest of the step goes now: a
+        task that was healthy and then got killed is replaced at once, backoff or not."""
         step = sp.now
         key = f"{cluster}/{sp.service}"
         with self._lock:
@@ -368,9 +369,9 @@ class Controller:
         svc = desired.services.get(sp.service)
         min_run = crashloop.min_run_seconds(svc.health_check_grace_period if svc else None)
         tasks = {t.id: t for t in cstate.tasks}
-        young = sum(1 for s in step.stops if s.already_stopped and s.task_id in tasks
-                    and crashloop.is_crash_failure(tasks[s.task_id], min_run))
-        wait, after = crashloop.admit(before, young, now, retry)
+        young = {s.task_id for s in step.stops if s.already_stopped and s.task_id in tasks
+                 and crashloop.is_crash_failure(tasks[s.task_id], min_run)}
+        wait, after = crashloop.admit(before, len(young), now, retry)
         if wait <= 0:
             with self._lock:
                 self._start_failed.discard(key)
@@ -383,7 +384,9 @@ class Controller:
                         extra={"service": sp.service, "cluster": cluster})
         if after != before:
             self._set_backoff(cluster, key, after)
-        return P.Step(advances=step.advances), wait
+        held = len(step.starts) if retry and not young else len(young)  # a failed start leaves no dead task
+        return P.Step(starts=step.starts[held:], stops=tuple(s for s in step.stops if s.task_id not in young),
+                      advances=step.advances), wait
 
     def _set_backoff(self, cluster: str, key: str, backoff: crashloop.Backoff) -> None:
         with self._lock:

@@ -365,3 +365,30 @@ def test_an_in_flight_start_is_counted_so_a_second_pass_starts_no_duplicate(tmp_
         ctl.runner.drain(10)
     drain(ctl)
     assert running(engine) == 1
+
+
+def test_a_healthy_task_killed_during_another_tasks_backoff_is_replaced_at_once(tmp_path):
+    clock = ManualClock(10_000.0)
+    ctl, engine = make(tmp_path, count=2, clock=clock)
+    ctl.enqueue(triggers.ALL)
+    drain(ctl)
+    clock.advance(60)  # both original tasks ran a minute: available
+
+    def kill(task_id: str) -> None:
+        (c,) = [x for x in engine.by_label(labels.TASK, task_id) if x["State"]["Status"] == "running"]
+        engine.exit(c["Id"], 137)
+        ctl.enqueue("service:c1/app")
+        drain(ctl)
+
+    veteran, other = sorted({c["Config"]["Labels"][labels.TASK] for c in engine.running()})
+    kill(other)  # healthy: replaced at once, no failure recorded
+    young = next(t for t in {c["Config"]["Labels"][labels.TASK] for c in engine.running()} if t != veteran)
+    clock.advance(1)
+    kill(young)  # died young: replaced at once, one failure recorded
+    younger = next(t for t in {c["Config"]["Labels"][labels.TASK] for c in engine.running()} if t != veteran)
+    clock.advance(1)
+    kill(younger)  # died young again within 10 s: its replacement waits
+    assert running(engine) == 1
+    kill(veteran)  # the veteran dies meanwhile: its replacement must not wait for the other's backoff
+    assert running(engine) == 1 and veteran not in {c["Config"]["Labels"][labels.TASK] for c in engine.running()}
+    assert engine.by_label(labels.TASK, younger), "the young dead task stays to be seen during its backoff"
