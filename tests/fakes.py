@@ -272,30 +272,43 @@ class FakeEngine:
         pass
 
 
-def drive(desired: Any, connections: Any, now: float | None = None, max_passes: int = 200, **options: Any) -> list[Any]:
-    """Runs reconcile passes on fake engines until every service is settled, as `apply` does: each pass
-    snapshots the runner's work in flight, observes, plans and launches its first step, then waits for
-    the actions to end. Returns the plans, the first one first. Fails when the passes do not settle.
-    `now` defaults to a minute from the wall clock (the fake engine's), so tasks without a health check
-    are past ECS's 40 s before they count toward the minimum healthy."""
+def drive(desired: Any, connections: Any, now: float | None = None, max_passes: int = 200,
+          tick: Callable[[float], None] | None = None, step: float = 0.0, **options: Any) -> list[Any]:
+    """Runs reconcile passes on fake engines until every service is settled and no one-off task needs
+    moving on, as `apply` and the daemon do: each pass snapshots the runner's work in flight, observes,
+    plans, launches each service's first step (and the one-off tasks' actions), then waits for the
+    actions to end. Returns the plans, the first one first. Fails when an action fails or the passes do
+    not settle. `now` defaults to a minute from the wall clock (the fake engine's), so tasks without a
+    health check are past ECS's 40 s; with `step`, time moves on that much between passes and `tick`
+    is told the new time (to move the fake engines' clock along)."""
     from reconciler import observe
     from reconciler.actions.runner import Runner
+    from reconciler.model import plan as P
     from reconciler.planning import planner
 
     runner = Runner(connections, environ={})
     plans = []
+    at = time.time() + 60 if now is None else now
     try:
         for _ in range(max_passes):
             inflight = runner.inflight()
             observed = observe.observe(desired, connections)
-            at = time.time() + 60 if now is None else now
             plan = planner.plan(desired, observed, at, planner.Options(inflight=inflight, **options))
             plans.append(plan)
-            if all(sp.settled for sp in plan.services) and runner.idle():
+            if all(sp.settled for sp in plan.services) and not plan.one_off and runner.idle():
                 return plans
+            if now is None:
+                at = time.time() + 60
+            else:
+                at += step
+                if tick:
+                    tick(at)
             for sp in plan.services:
                 if not sp.now.empty:
                     runner.launch(desired, sp.now)
+            if plan.one_off:
+                runner.launch(desired, P.Step(stops=tuple(a for a in plan.one_off if isinstance(a, P.StopTask)),
+                                              advances=tuple(a for a in plan.one_off if isinstance(a, P.StartContainers))))
             runner.drain(30)
             failed = [r.line() for r in runner.results if not r.ok]
             assert not failed, failed

@@ -408,36 +408,15 @@ class World:
             e.calls.clear()
 
     def passes(self, now: float, max_passes: int = 200) -> list[P.Plan]:
-        """Reconcile passes until settled, as `fakes.drive` runs them (snapshot the work in flight, observe,
-        plan, launch each service's first step, wait for the actions), and as the daemon also launches the
-        one-off tasks' actions. Returns the plans; fails when the passes do not settle or an action fails."""
-        from reconciler.actions.runner import Runner
+        """Reconcile passes until settled (`fakes.drive`), time moving on `PASS_SECONDS` between passes."""
+        import fakes
 
-        runner = Runner(self.connections(), environ={})
-        plans: list[P.Plan] = []
-        try:
-            for _ in range(max_passes):
-                inflight = runner.inflight()
-                observed = observe.observe(self.desired, self.connections())
-                plan = planner.plan(self.desired, observed, now, self.options(inflight))
-                now += PASS_SECONDS  # time moves on between passes (tasks without health checks settle in 40 s)
-                self.now = now
-                plans.append(plan)
-                if all(sp.settled for sp in plan.services) and not plan.one_off and runner.idle():
-                    return plans
-                for sp in plan.services:
-                    if not sp.now.empty:
-                        runner.launch(self.desired, sp.now)
-                if plan.one_off:
-                    runner.launch(self.desired, P.Step(
-                        stops=tuple(a for a in plan.one_off if isinstance(a, P.StopTask)),
-                        advances=tuple(a for a in plan.one_off if isinstance(a, P.StartContainers))))
-                runner.drain(30)
-                failed = [r.line() for r in runner.results if not r.ok]
-                assert not failed, failed
-            raise AssertionError(f"not settled after {max_passes} passes:\n{plans[-1].render()}")
-        finally:
-            runner.shutdown()
+        def tick(at: float) -> None:
+            self.now = at
+
+        self.now = now
+        return fakes.drive(self.desired, self.connections(), now=now, max_passes=max_passes, tick=tick,
+                           step=PASS_SECONDS, **self.case_options())
 
     def running_per_instance(self) -> dict[str, dict[str, int]]:
         """Service -> instance -> RUNNING tasks, from a fresh observation."""
