@@ -3,8 +3,8 @@
 Owns a private `CollectorRegistry` per `Metrics` object (never the process-wide default registry, so a
 test can build several), every `reconciler_*` series the daemon exports, and the exposition bytes served
 on `/metrics`. Label values that name a kind of thing (result, state, action kind, scaling direction,
-desired-count source) are checked against closed sets, so a typo raises instead of growing a series
-nobody queries. It must not decide anything nor serve HTTP (`daemon.server` serves `render()`).
+desired-count source, alarm state) are checked against closed sets, so a typo raises instead of growing a
+series nobody queries. It must not decide anything nor serve HTTP (`daemon.server` serves `render()`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import prometheus_client as prom
 
+from reconciler.alarms import evaluate as alarms
 from reconciler.model import observed as obs
 
 PREFIX = "reconciler_"
@@ -22,6 +23,7 @@ TASK_STATES = (obs.RUNNING, obs.PENDING, obs.STOPPED, obs.UNKNOWN)
 ACTION_KINDS = ("start", "stop", "advance", "deploy")
 DESIRED_SOURCES = ("manifest", "autoscaling")
 SCALING_DIRECTIONS = ("out", "in", "none")
+ALARM_STATES = alarms.STATES
 
 # A reconcile pass can pull images and wait on deployments: buckets reach minutes, not the default 10s.
 RECONCILE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -86,6 +88,12 @@ class Metrics:
         )
         self.commit = prom.Gauge(
             PREFIX + "applied_commit_info", "1 for the Git commit currently applied.", ["commit"], registry=r
+        )
+        self.alarm_state = prom.Gauge(
+            PREFIX + "alarm_state",
+            "1 for the current state of a metric alarm (OK, ALARM, INSUFFICIENT_DATA), 0 for the others.",
+            ["alarm", "state"],
+            registry=r,
         )
         self._commit: str | None = None
 
@@ -158,6 +166,24 @@ class Metrics:
         self.commit.labels(sha).set(1)
         if previous and previous != sha:
             _remove(self.commit, previous)
+
+    # -- alarms --------------------------------------------------------------------------------------
+
+    def set_alarm_state(self, name: str, state: str) -> None:
+        """Marks `state` as the alarm's current one: its series is 1, the other states' series are 0.
+
+        The new state is set to 1 before the others go to 0, so a scrape never sees the alarm in no state.
+        """
+        _check("alarm state", state, ALARM_STATES)
+        self.alarm_state.labels(name, state).set(1)
+        for other in ALARM_STATES:
+            if other != state:
+                self.alarm_state.labels(name, other).set(0)
+
+    def forget_alarm(self, name: str) -> None:
+        """Drops every series of an alarm that is no longer defined."""
+        for state in ALARM_STATES:
+            _remove(self.alarm_state, name, state)
 
     # -- exposition ----------------------------------------------------------------------------------
 

@@ -346,3 +346,45 @@ def test_two_metrics_objects_do_not_collide_nor_touch_the_global_registry():
     assert samples(b)[key("reconciler_queue_depth")] == 2
     assert key("reconciler_actions_total", kind="stop", result="ok") not in samples(b)
     assert b"reconciler_" not in prometheus_client.generate_latest(prometheus_client.REGISTRY)
+
+
+# -- alarm states ------------------------------------------------------------------------------------
+
+
+def alarm_states(m: M.Metrics) -> dict[tuple[str, str], float]:
+    return {
+        (dict(labels)["alarm"], dict(labels)["state"]): v
+        for (name, labels), v in samples(m).items()
+        if name == "reconciler_alarm_state"
+    }
+
+
+def test_set_alarm_state_is_one_for_the_current_state_and_zero_for_the_others():
+    m = M.Metrics()
+    m.set_alarm_state("queue-high", "OK")
+    m.set_alarm_state("cpu-high", "INSUFFICIENT_DATA")
+    m.set_alarm_state("queue-high", "ALARM")
+    assert alarm_states(m) == {
+        ("queue-high", "OK"): 0,
+        ("queue-high", "ALARM"): 1,
+        ("queue-high", "INSUFFICIENT_DATA"): 0,
+        ("cpu-high", "OK"): 0,
+        ("cpu-high", "ALARM"): 0,
+        ("cpu-high", "INSUFFICIENT_DATA"): 1,
+    }
+
+
+def test_forget_alarm_drops_its_series_only():
+    m = M.Metrics()
+    m.set_alarm_state("queue-high", "ALARM")
+    m.set_alarm_state("cpu-high", "OK")
+    m.forget_alarm("queue-high")
+    m.forget_alarm("never-seen")  # not an error
+    assert {alarm for alarm, _ in alarm_states(m)} == {"cpu-high"}
+
+
+def test_alarm_states_outside_the_set_are_rejected():
+    m = M.Metrics()
+    with pytest.raises(ValueError, match="alarm state 'INSUFFICIENT'"):
+        m.set_alarm_state("queue-high", "INSUFFICIENT")
+    assert alarm_states(m) == {}
