@@ -3,7 +3,9 @@
 Owns a dict of containers in the Engine API's list/inspect shapes, records every call, and lets a test
 make a container exit, turn unhealthy or vanish, choose the health a container reports once started
 (`health_on_start`) and the engine's architecture. As Docker, a second create of a name is a 409 and
-inspect takes a name as well as an id. Like Docker, a container's State carries StartedAt and
+inspect takes a name as well as an id. Files written with `put_file` live in the named volume bound over
+their path (`binds` "volume:/path:rw"), so they outlive the container as Docker's do, else in the container;
+neither is created, started nor needed running. Like Docker, a container's State carries StartedAt and
 FinishedAt (RFC 3339 with nanoseconds, "0001-01-01T00:00:00Z" for never) and, with a health check, a
 Health.Log of the last five probes that survives the exit (whose status then turns "unhealthy"); times
 come from `clock` (a test may set it). It does not run anything; real behaviour is covered by the
@@ -217,6 +219,27 @@ class FakeEngine:
         with self.lock:
             self.containers.pop(container_id, None)
         self.calls.append(("remove", container_id))
+
+    def _files(self, container_id: str, path: str) -> tuple[dict[str, bytes], str]:
+        """Where the container's file `path` lives: the files of the named volume bound over it, or the
+        container's own; and its key there. NotFound for a missing container."""
+        c = self.containers[self.inspect_container(container_id)["Id"]]
+        for bind in c["HostConfig"].get("binds") or ():
+            source, target = bind.split(":")[:2]
+            inside = target.rstrip("/") + "/"
+            if path.startswith(inside) and source in self.volumes:
+                return self.volumes[source].setdefault("Files", {}), path[len(inside):]
+        return c.setdefault("Files", {}), path
+
+    def put_file(self, container_id: str, path: str, data: bytes) -> None:
+        files, key = self._files(container_id, path)
+        files[key] = bytes(data)
+        self.calls.append(("put_file", path))
+
+    def get_file(self, container_id: str, path: str) -> bytes | None:
+        files, key = self._files(container_id, path)
+        self.calls.append(("get_file", path))
+        return files.get(key)
 
     def has_image(self, ref: str) -> bool:
         self._check()

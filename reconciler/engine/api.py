@@ -1,7 +1,8 @@
 """The engine interface: the small surface the rest of the reconciler uses to talk to one Docker engine.
 
 Owns the `Engine` protocol (only the calls the reconciler makes), the neutral request value
-`ContainerCreate`, and the engine errors. Raw
+`ContainerCreate`, the engine errors, and the size cap of a file read out of a container
+(`MAX_FILE_BYTES`). Raw
 answers are Docker Engine API JSON (the list and inspect shapes), never SDK objects, so parsing them is
 pure and testable from captured JSON. Only `engine.docker_engine` implements this against the docker
 SDK; `tests/fakes.py` implements it in memory. This module must not import `docker`.
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+MAX_FILE_BYTES = 16 * 1024 * 1024  # the most `Engine.get_file` reads; a larger file is an EngineError
 
 
 class EngineError(Exception):
@@ -92,6 +95,19 @@ class Engine(Protocol):
 
     def remove_container(self, container_id: str) -> None:
         """Force-remove, with anonymous volumes; a container already gone is not an error."""
+        ...
+
+    def put_file(self, container_id: str, path: str, data: bytes) -> None:
+        """Writes `data` as the regular file `path` (absolute; its directory must exist) of the container,
+        through the archive endpoint: works on a created, never started container, volumes included. An
+        existing file of that name is replaced (unlinked, then written anew: not atomically). NotFound when
+        the container or the directory is missing."""
+        ...
+
+    def get_file(self, container_id: str, path: str) -> bytes | None:
+        """The content of the regular file `path` of the container (started or not, volumes included);
+        None when there is no such file. NotFound when the container is missing; EngineError when `path`
+        is no regular file or is larger than MAX_FILE_BYTES."""
         ...
 
     def has_image(self, ref: str) -> bool: ...

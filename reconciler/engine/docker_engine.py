@@ -3,17 +3,22 @@
 Owns connecting to an endpoint (unix://, tcp:// with optional TLS client certificates, ssh://), turning
 SDK and transport failures into `engine.api` errors that name the endpoint (a missing TLS file too, at
 construction: `api.Unreachable` naming the file; nothing SDK-specific escapes), and mapping the neutral
-`ContainerCreate` onto the low-level API. It returns Engine API JSON and must not decide anything:
-no planning, no retries beyond what the SDK does, no knowledge of tasks or services. No other module
-imports it but the engine factory (`environment.py`), so the SDK loads only where engines are reached.
+`ContainerCreate` onto the low-level API, and files in and out of containers as in-memory tarballs
+through the archive endpoints (reads capped at `api.MAX_FILE_BYTES`). It returns Engine API JSON and
+must not decide anything: no planning, no retries beyond what the SDK does, no knowledge of tasks or
+services. No other module imports it but the engine factory (`environment.py`), so the SDK loads only
+where engines are reached.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import os
+import posixpath
 import select
 import sys
+import tarfile
 import termios
 import time
 import tty
@@ -33,6 +38,8 @@ from reconciler.engine import api
 API_VERSION = "1.41"
 DEFAULT_TIMEOUT = 120
 EVENTS_READ_MARGIN = 10.0  # seconds a windowed event read may run past the window's end
+_TAR_SLACK = 64 * 1024  # tar headers and padding around a file of at most api.MAX_FILE_BYTES
+_MODE_DIR = 1 << 31  # Go's os.ModeDir in the archive endpoint's path stat
 
 
 def _label_filter(labels: Mapping[str, str]) -> list[str]:
@@ -149,6 +156,57 @@ class DockerEngine:
             if e.status == 409 and "already in progress" in e.message:
                 return
             raise
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def put_file(self, container_id: str, path: str, data: bytes) -> None:
+        directory, name = posixpath.split(path)
+        if not name or not posixpath.isabs(path):
+            raise api.EngineError(self.endpoint, f"put_file needs an absolute file path, not {path!r}")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            member = tarfile.TarInfo(name)
+            member.size, member.mode, member.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(member, io.BytesIO(data))
+        self._call(self.api.put_archive, container_id, directory, buf.getvalue())
+
+    def get_file(self, container_id: str, path: str) -> bytes | None:
+        """The request is made here rather than through the SDK's `get_archive`, whose stream turns the
+        socket's timeout off (a silently dead engine would block the read forever)."""
+        url = self.api._url("/containers/{0}/archive", container_id)
+        response = self._call(self.api._get, url, params={"path": path}, stream=True,
+                              headers={"Accept-Encoding": "identity"})
+        try:
+            try:
+                self._call(self.api._raise_for_status, response)
+            except api.NotFound as e:
+                if "no such container" in e.message.lower():
+                    raise
+                self.inspect_container(container_id)  # a missing path, unless the container is gone (NotFound)
+                return None
+            stat = docker.utils.decode_json_header(response.headers.get("x-docker-container-path-stat") or "e30=")
+            if int(stat.get("mode") or 0) & _MODE_DIR:
+                raise api.EngineError(self.endpoint, f"{path} in container {container_id} is a directory, not a file")
+            if int(stat.get("size") or 0) > api.MAX_FILE_BYTES:
+                raise api.EngineError(self.endpoint, f"{path} in container {container_id} is {stat['size']} bytes, "
+                                                     f"over the {api.MAX_FILE_BYTES} a read takes")
+            raw = self._call(_read_capped, response, api.MAX_FILE_BYTES + _TAR_SLACK)
+        finally:
+            response.close()
+        if raw is None:
+            raise api.EngineError(self.endpoint, f"{path} in container {container_id} is over {api.MAX_FILE_BYTES} bytes")
+        return self._untar_one(raw, path, container_id)
+
+    def _untar_one(self, raw: bytes, path: str, container_id: str) -> bytes:
+        try:
+            with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+                member = tar.next()
+                content = tar.extractfile(member) if member is not None and member.isfile() else None
+                if content is None:
+                    raise api.EngineError(self.endpoint, f"{path} in container {container_id} is no regular file")
+                return content.read()
+        except tarfile.TarError as e:
+            raise api.EngineError(self.endpoint, f"reading {path} from container {container_id}: bad archive ({e})") from None
 
     # -- images ----------------------------------------------------------------------------------
 
@@ -314,6 +372,17 @@ def _tls_config(endpoint: str, tls: Any) -> docker.tls.TLSConfig:
     except docker.errors.TLSParameterError as e:
         named = ", ".join(p for p in (tls.ca, tls.cert, tls.key) if p) or "no files"
         raise api.Unreachable(endpoint, f"TLS: {_short(e)} ({named})") from None
+
+
+def _read_capped(response: requests.Response, cap: int) -> bytes | None:
+    """The body of `response`, or None once it grows past `cap` bytes."""
+    chunks, size = [], 0
+    for chunk in response.iter_content(64 * 1024, decode_unicode=False):
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _port_tuple(exposed: str) -> tuple[int, str]:
