@@ -40,6 +40,10 @@ LOCK_PID_START = PREFIX + "lock.pid-start"  # the process's start time in /proc/
 LOCK_STATE_DIR = PREFIX + "lock.state-dir"
 LOCK_SINCE = PREFIX + "lock.since"  # acquisition time, RFC 3339 UTC
 
+# The cluster's history (`ledger`): a created, never started container and a named volume per engine. Like the
+# lock's, they carry no ownership label (no `MANAGED`), so nothing that lists managed objects ever sees them.
+HISTORY = PREFIX + "history"  # the cluster whose history it holds
+
 ROLE_CONTAINER = "container"
 ROLE_PAUSE = "pause"
 
