@@ -267,6 +267,11 @@ def _number(value: float | None) -> str:
     return text
 
 
+def iso(ts: float | None) -> str | None:
+    """An epoch time as the ISO 8601 UTC timestamp of describe outputs; None stays None."""
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
 def _when(ts: float) -> str:
     """A datapoint's timestamp as in CloudWatch's reasons: dd/mm/yy HH:MM:SS, UTC."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%d/%m/%y %H:%M:%S")
