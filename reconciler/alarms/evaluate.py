@@ -79,6 +79,9 @@ class Datapoint:
 
 @dataclass(frozen=True)
 class AlarmState:
+    """An alarm's state after an evaluation: value, reason and time of the last transition, and what the
+    last evaluation saw."""
+
     name: str
     state: str = INSUFFICIENT_DATA
     reason: str = INITIAL_REASON
