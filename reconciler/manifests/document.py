@@ -1,13 +1,16 @@
 """Source documents and diagnostics: the values every manifest check speaks in.
 
-Owns `Document` (one parsed manifest with the line/column of every node) and
-`Diagnostic` (one located message, formatted as `file:line:col: Kind/name: /pointer: message`).
+Owns `Document` (one parsed manifest with the line/column of every node),
+`Diagnostic` (one located message, formatted as `file:line:col: Kind/name: /pointer: message`) and
+`guess`, the did-you-mean of every message about a name that is not known.
 It must not read files or know any rule; the loader builds documents and the checks report on them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,3 +109,17 @@ class Diagnostic:
 def file_diagnostic(path: str, message: str, line: int = 1, col: int = 1) -> Diagnostic:
     """A diagnostic about a whole file (unreadable, not YAML) rather than a document in it."""
     return Diagnostic(path=path, line=line, col=col, subject="-", pointer="/", message=message)
+
+
+def guess(word: str, choices: Sequence[str]) -> str | None:
+    """The choice `word` most likely meant: same letters ignoring case and separators, else a close match."""
+
+    def squash(s: str) -> str:
+        return re.sub(r"[-_\s]", "", s).lower()
+
+    for choice in choices:
+        if squash(choice) == squash(word):
+            return choice
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[close[0]] if close else None

@@ -1,6 +1,6 @@
 """The schema stage: each document's envelope and shape, checked against the JSON Schemas in `schemas/`.
 
-Owns loading `schemas/{cluster,taskdefinition,service}.schema.json` once, compiling one Draft 2020-12
+Owns loading `schemas/{cluster,taskdefinition,service,alarm}.schema.json` once, compiling one Draft 2020-12
 validator per kind, and turning every schema error into one located, readable `document.Diagnostic`
 (unknown fields with a did-you-mean, wrong types, enums, ranges, missing fields). It also reports the
 envelope (apiVersion, kind, metadata.name) and, as notices, the read-only describe-task-definition keys
@@ -24,7 +24,6 @@ checker runs. `patternErrorMessage` (the VS Code / yaml-language-server keyword)
 from __future__ import annotations
 
 import datetime
-import difflib
 import functools
 import json
 import math
@@ -47,6 +46,7 @@ SCHEMA_FILES = {
     "Cluster": "cluster.schema.json",
     "TaskDefinition": "taskdefinition.schema.json",
     "Service": "service.schema.json",
+    "Alarm": "alarm.schema.json",
 }
 KINDS = tuple(SCHEMA_FILES)
 
@@ -63,7 +63,15 @@ READ_ONLY_TASK_DEFINITION_FIELDS = (
     "deleteRequestedAt",
 )
 
-# ECS fields that the manifest format leaves out on purpose, with the reason shown for them.
+# ECS and CloudWatch fields that the manifest format leaves out on purpose, with the reason shown for them.
+_NO_ACTIONS = (
+    "alarms here take no actions: a Service's deploymentConfiguration.alarms names the alarm, "
+    "and its ALARM state fails that service's deployment"
+)
+_NO_CLOUDWATCH = (
+    "there is no CloudWatch here: metric says what to read, "
+    "as predefinedMetricType with service or as customizedMetric"
+)
 _NOT_SUPPORTED: dict[tuple[str, document.Pointer], dict[str, str]] = {
     ("Service", ("spec",)): {
         "serviceName": "the service name is metadata.name",
@@ -75,6 +83,22 @@ _NOT_SUPPORTED: dict[tuple[str, document.Pointer], dict[str, str]] = {
         "clientToken": "not used: manifests are idempotent",
         "availabilityZoneRebalancing": "not supported",
         "enableECSManagedTags": "not supported",
+    },
+    ("Alarm", ("spec",)): {
+        "alarmName": "the alarm name is metadata.name",
+        "alarmActions": _NO_ACTIONS,
+        "okActions": _NO_ACTIONS,
+        "insufficientDataActions": _NO_ACTIONS,
+        "actionsEnabled": _NO_ACTIONS,
+        "namespace": _NO_CLOUDWATCH,
+        "metricName": _NO_CLOUDWATCH,
+        "dimensions": _NO_CLOUDWATCH,
+        "unit": "units are not supported: a metric is the number its source returns",
+        "extendedStatistic": "percentile statistics are not supported: use statistic",
+        "evaluateLowSampleCountPercentile": "percentile statistics are not supported: use statistic",
+        "metrics": "metric math is not supported: an alarm watches one metric",
+        "thresholdMetricId": "anomaly detection bands are not supported: use a static threshold",
+        "tags": "alarms take no tags: use metadata.labels",
     },
     ("Cluster", ("spec",)): {
         "clusterName": "the cluster name is metadata.name",
@@ -108,7 +132,7 @@ class SchemaSetupError(RuntimeError):
 
 
 def schema_dir() -> Path:
-    """The directory holding the three schema files (see the module docstring for the search order)."""
+    """The directory holding the schema files, one per kind (see the module docstring for the search order)."""
     here = Path(__file__).resolve()
     candidates = (here.parents[2] / "schemas", here.parents[1] / "schemas")
     for candidate in candidates:
@@ -235,6 +259,7 @@ _FAST_KEYWORDS = frozenset(
         "properties",
         "patternProperties",
         "additionalProperties",
+        "dependentRequired",
         "anyOf",
         "oneOf",
         "allOf",
@@ -439,6 +464,11 @@ def _object_checks(schema: Mapping[str, Any], members: bool = True) -> list[Pred
     if "propertyNames" in schema:
         name_ok = _compile_predicate(schema["propertyNames"])
         out.append(lambda v: not _is_object(v) or all(name_ok(k) for k in v))
+    if "dependentRequired" in schema:
+        pairs = tuple((key, tuple(needed)) for key, needed in schema["dependentRequired"].items())
+        out.append(
+            lambda v: not _is_object(v) or all(n in v for key, needed in pairs if key in v for n in needed)
+        )
     if members:
         if "required" in schema:
             required = tuple(schema["required"])
@@ -563,7 +593,7 @@ def _envelope(doc: document.Document) -> tuple[list[document.Diagnostic], str | 
     elif isinstance(body["kind"], str) and body["kind"] in SCHEMA_FILES:
         kind = body["kind"]
     elif isinstance(body["kind"], str):
-        guess = _guess(body["kind"], KINDS)
+        guess = document.guess(body["kind"], KINDS)
         hint = f"did you mean '{guess}'?" if guess else f"expected one of: {', '.join(KINDS)}"
         diags.append(doc.diagnostic(("kind",), f"unknown kind {_show(body['kind'])} ({hint})"))
     else:
@@ -681,6 +711,11 @@ def _explain(error: jsonschema_exceptions.ValidationError, kind: str) -> Iterato
         for name in value:
             if name not in instance:
                 yield path, f"missing required field '{name}'", keyword, name
+    elif keyword == "dependentRequired" and isinstance(instance, Mapping) and isinstance(value, Mapping):
+        for key, needed in value.items():
+            for name in needed if key in instance else ():
+                if name not in instance:
+                    yield path, f"missing required field '{name}' (it goes with '{key}')", keyword, name
     elif keyword == "type":
         if isinstance(instance, datetime.date) and schema.get("format") in _TIMESTAMP_FORMATS:
             return  # a YAML timestamp where an ISO 8601 string is expected: accepted as is
@@ -793,22 +828,8 @@ def _unknown_field(key: str, allowed: Sequence[str], kind: str, path: document.P
     reason = _NOT_SUPPORTED.get((kind, path), {}).get(key)
     if reason:
         return f"unknown field '{key}' ({reason})"
-    guess = _guess(key, allowed)
+    guess = document.guess(key, allowed)
     return f"unknown field '{key}' (did you mean '{guess}'?)" if guess else f"unknown field '{key}'"
-
-
-def _guess(word: str, choices: Sequence[str]) -> str | None:
-    """The choice `word` most likely meant: same letters ignoring case and separators, else a close match."""
-
-    def squash(s: str) -> str:
-        return re.sub(r"[-_\s]", "", s).lower()
-
-    for choice in choices:
-        if squash(choice) == squash(word):
-            return choice
-    lowered = {c.lower(): c for c in choices}
-    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[close[0]] if close else None
 
 
 # ------------------------------------------------------------------------------------------ wording

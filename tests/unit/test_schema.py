@@ -1,4 +1,4 @@
-"""Tests for the schema stage (reconciler.manifests.schema) and the three JSON Schemas in schemas/.
+"""Tests for the schema stage (reconciler.manifests.schema) and the four JSON Schemas in schemas/.
 
 Documents go through loader.load_bytes, so lines and columns are the real ones. The corpus test runs
 every real-world task definition in ../shared/ecs-corpus through loader.load_file and the schema.
@@ -74,6 +74,18 @@ spec:
   desiredCount: 2
 """
 
+ALARM = """\
+apiVersion: reconciler/v1
+kind: Alarm
+metadata:
+  name: web-cpu
+spec:
+  metric: {predefinedMetricType: ECSServiceAverageCPUUtilization, service: web}
+  evaluationPeriods: 3
+  threshold: 80
+  comparisonOperator: GreaterThanThreshold
+"""
+
 # ------------------------------------------------------------------------------------- the schema files
 
 
@@ -83,7 +95,12 @@ def schema_files() -> dict[str, dict[str, Any]]:
 
 def test_schema_files_are_draft_2020_12_with_ids() -> None:
     files = schema_files()
-    assert set(files) == {"cluster.schema.json", "taskdefinition.schema.json", "service.schema.json"}
+    assert set(files) == {
+        "cluster.schema.json",
+        "taskdefinition.schema.json",
+        "service.schema.json",
+        "alarm.schema.json",
+    }
     for name, s in files.items():
         jsonschema.Draft202012Validator.check_schema(s)
         assert s["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -114,7 +131,7 @@ def _objects(node: Any, where: str = "") -> list[tuple[str, dict[str, Any]]]:
 def test_every_property_has_a_description_and_every_object_is_closed() -> None:
     for name, s in schema_files().items():
         objects = _objects(s)
-        assert len(objects) > 5
+        assert len(objects) >= 5  # the walk finds the objects (the Alarm schema has five)
         for where, obj in objects:
             for prop, sub in obj["properties"].items():
                 assert "description" in sub, f"{name}{where}/properties/{prop} has no description"
@@ -124,15 +141,21 @@ def test_every_property_has_a_description_and_every_object_is_closed() -> None:
 
 def test_shared_defs_are_identical_and_refs_stay_in_the_file() -> None:
     files = schema_files()
-    shared = ("apiVersion", "name", "stringMap", "metadata", "tag", "tags")
+    everywhere = ("apiVersion", "name", "stringMap", "metadata")
+    # Where a file has one of these, it is the Service schema's: one vocabulary for tags, durations and
+    # metrics (an Alarm reads the metrics autoScaling reads).
+    shared = ("tag", "tags", "duration", "predefinedMetric", "customizedMetric")
     first = files["service.schema.json"]["$defs"]
     for name, s in files.items():
-        for key in shared:
+        for key in everywhere:
             assert s["$defs"][key] == first[key], f"$defs/{key} differs in {name}"
+        for key in shared:
+            assert s["$defs"].get(key, first[key]) == first[key], f"$defs/{key} differs in {name}"
         refs = re.findall(r'"\$ref": "([^"]*)"', json.dumps(s))
         assert refs and all(ref.startswith("#/$defs/") for ref in refs), name
         for ref in refs:
             assert ref.split("/")[-1] in s["$defs"], f"{name}: dangling {ref}"
+    assert {"duration", "predefinedMetric", "customizedMetric"} <= set(files["alarm.schema.json"]["$defs"])
 
 
 def test_container_definition_has_the_42_ecs_fields() -> None:
@@ -144,7 +167,7 @@ def test_container_definition_has_the_42_ecs_fields() -> None:
 def test_schemas_load_from_the_project_root_and_compile_without_refs() -> None:
     assert schema.schema_dir() == SCHEMAS
     compiled = schema.schemas()
-    assert set(compiled) == {"Cluster", "TaskDefinition", "Service"}
+    assert set(compiled) == {"Cluster", "TaskDefinition", "Service", "Alarm"}
     assert "$ref" not in json.dumps(compiled)
     assert all(p is not None for p in schema._predicates().values()), "fast path disabled for a kind"
 
@@ -159,7 +182,9 @@ def test_remote_references_are_refused_not_fetched() -> None:
 # ---------------------------------------------------------------------------------------- valid documents
 
 
-@pytest.mark.parametrize("text", [CLUSTER, TASK, SERVICE], ids=["cluster", "taskdefinition", "service"])
+@pytest.mark.parametrize(
+    "text", [CLUSTER, TASK, SERVICE, ALARM], ids=["cluster", "taskdefinition", "service", "alarm"]
+)
 def test_minimal_documents_pass(text: str) -> None:
     assert check(text) == []
 
@@ -208,7 +233,23 @@ spec:
   deploymentConfiguration:
     maximumPercent: 200
     minimumHealthyPercent: 50
-    deploymentCircuitBreaker: {enable: true, rollback: true}
+    deploymentCircuitBreaker:
+      enable: true
+      rollback: true
+      thresholdConfiguration: {type: COUNT, value: 3}
+      resetOnHealthyTask: false
+    strategy: ROLLING
+    bakeTimeInMinutes: 10
+    alarms: {alarmNames: [web-cpu, queue], enable: true, rollback: true}
+    linearConfiguration: {stepPercent: 10.5, stepBakeTimeInMinutes: 6}
+    canaryConfiguration: {canaryPercent: 0.5, canaryBakeTimeInMinutes: 10}
+    lifecycleHooks:
+      - targetType: AWS_LAMBDA
+        hookTargetArn: "arn:aws:lambda:eu-west-1:123456789012:function:check"
+        roleArn: "arn:aws:iam::123456789012:role/hooks"
+        lifecycleStages: [PRE_SCALE_UP, POST_PRODUCTION_TRAFFIC_SHIFT]
+        hookDetails: {any: [thing, 1]}
+        timeoutConfiguration: {timeoutInMinutes: 60, action: ROLLBACK}
   placementConstraints:
     - type: distinctInstance
     - {type: memberOf, expression: "attribute:stack == prod"}
@@ -253,6 +294,43 @@ spec:
       - {name: morning, schedule: "0 6 * * 1-5", startTime: 2025-01-01T00:00:00Z, endTime: 2026-01-01}
       - {name: once, schedule: "at(2025-06-01T12:00:00)", endTime: "2025-07-01T00:00:00+02:00"}
       - {name: often, schedule: "rate(5 minutes)"}
+---
+apiVersion: reconciler/v1
+kind: Service
+metadata:
+  name: worker
+spec:
+  cluster: "arn:aws:ecs:eu-west-1:123456789012:cluster/prod"
+  taskDefinition: "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:12"
+  desiredCount: 1
+---
+apiVersion: reconciler/v1
+kind: Alarm
+metadata:
+  name: web-cpu
+  labels: {team: web}
+spec:
+  metric: {predefinedMetricType: ECSServiceAverageCPUUtilization, service: web}
+  statistic: Maximum
+  period: 1m
+  evaluationPeriods: 5
+  datapointsToAlarm: 3
+  threshold: 90.5
+  comparisonOperator: GreaterThanOrEqualToThreshold
+  treatMissingData: breaching
+  alarmDescription: CPU of web too high
+---
+apiVersion: reconciler/v1
+kind: Alarm
+metadata:
+  name: queue
+spec:
+  metric:
+    customizedMetric: {url: "http://10.0.0.5:9100/metrics", metricName: queue_depth, statistic: Sum}
+  period: 30
+  evaluationPeriods: 2
+  threshold: 1000
+  comparisonOperator: LessThanThreshold
 """
 
 
@@ -428,8 +506,152 @@ CASES: list[tuple[str, str, list[tuple[int, int, str, str]]]] = [
                 6,
                 3,
                 "/spec/taskDefinition",
-                "must be a family or family:revision, e.g. web or web:3 (got 'web:latest')",
+                "must be family, family:N with N >= 1, or arn:aws:ecs:REGION:ACCOUNT:task-definition/family[:N], "
+                "e.g. web or web:3 (got 'web:latest')",
             )
+        ],
+    ),
+    (
+        "task-definition-revision-zero",
+        SERVICE.replace("taskDefinition: web", "taskDefinition: web:0"),
+        [
+            (
+                6,
+                3,
+                "/spec/taskDefinition",
+                "must be family, family:N with N >= 1, or arn:aws:ecs:REGION:ACCOUNT:task-definition/family[:N], "
+                "e.g. web or web:3 (got 'web:0')",
+            )
+        ],
+    ),
+    (
+        "cluster-arn-needs-a-12-digit-account",
+        SERVICE + "  cluster: arn:aws:ecs:eu-west-1:123:cluster/prod\n",
+        [
+            (
+                8,
+                3,
+                "/spec/cluster",
+                "must be a cluster name (1-255 letters, digits, '_' or '-') or arn:aws:ecs:REGION:ACCOUNT:cluster/NAME "
+                "(got 'arn:aws:ecs:eu-west-1:123:cluster/prod')",
+            )
+        ],
+    ),
+    (
+        "circuit-breaker-threshold",
+        SERVICE
+        + "  deploymentConfiguration:\n    deploymentCircuitBreaker:\n      enable: true\n      rollback: false\n"
+        + "      thresholdConfiguration: {type: COUNT, value: 0}\n      resetOnHealthyTask: 1\n",
+        [
+            (
+                12,
+                45,
+                "/spec/deploymentConfiguration/deploymentCircuitBreaker/thresholdConfiguration/value",
+                "must be at least 1 (got 0)",
+            ),
+            (
+                13,
+                7,
+                "/spec/deploymentConfiguration/deploymentCircuitBreaker/resetOnHealthyTask",
+                "expected boolean, got integer 1",
+            ),
+        ],
+    ),
+    (
+        "deployment-strategy-bake-time-alarms",
+        SERVICE
+        + "  deploymentConfiguration:\n    strategy: BLUEGREEN\n    bakeTimeInMinutes: 1441\n"
+        + "    alarms: {alarmNames: [a], enable: true}\n",
+        [
+            (
+                9,
+                5,
+                "/spec/deploymentConfiguration/strategy",
+                "must be one of: ROLLING, BLUE_GREEN, LINEAR, CANARY (got 'BLUEGREEN')",
+            ),
+            (10, 5, "/spec/deploymentConfiguration/bakeTimeInMinutes", "must be at most 1440 (got 1441)"),
+            (11, 5, "/spec/deploymentConfiguration/alarms", "missing required field 'rollback'"),
+        ],
+    ),
+    (
+        "alarm-metric-forms",
+        "---\n".join(
+            [
+                ALARM.replace("{predefinedMetricType: ECSServiceAverageCPUUtilization, service: web}", "{}"),
+                ALARM.replace("service: web}", "service: web, customizedMetric: {url: 'http://x/'}}"),
+                ALARM.replace(", service: web}", "}"),
+                ALARM.replace(
+                    "predefinedMetricType: ECSServiceAverageCPUUtilization, ",
+                    "customizedMetric: {url: 'http://x/'}, ",
+                ),
+            ]
+        ),
+        [
+            (6, 3, "/spec/metric", "missing required field 'predefinedMetricType' or 'customizedMetric'"),
+            (16, 3, "/spec/metric", "set only one of 'predefinedMetricType' or 'customizedMetric'"),
+            (26, 3, "/spec/metric", "missing required field 'service' (it goes with 'predefinedMetricType')"),
+            (36, 3, "/spec/metric", "missing required field 'predefinedMetricType' (it goes with 'service')"),
+        ],
+    ),
+    (
+        "alarm-cloudwatch-fields-that-do-not-apply",
+        ALARM
+        + "  alarmActions: [arn]\n  namespace: AWS/ECS\n  extendedStatistic: p99\n  metrics: []\n  treshold: 3\n",
+        [
+            (
+                10,
+                3,
+                "/spec/alarmActions",
+                "unknown field 'alarmActions' (alarms here take no actions: a Service's deploymentConfiguration.alarms "
+                "names the alarm, and its ALARM state fails that service's deployment)",
+            ),
+            (
+                11,
+                3,
+                "/spec/namespace",
+                "unknown field 'namespace' (there is no CloudWatch here: metric says what to read, as "
+                "predefinedMetricType with service or as customizedMetric)",
+            ),
+            (
+                12,
+                3,
+                "/spec/extendedStatistic",
+                "unknown field 'extendedStatistic' (percentile statistics are not supported: use statistic)",
+            ),
+            (
+                13,
+                3,
+                "/spec/metrics",
+                "unknown field 'metrics' (metric math is not supported: an alarm watches one metric)",
+            ),
+            (14, 3, "/spec/treshold", "unknown field 'treshold' (did you mean 'threshold'?)"),
+        ],
+    ),
+    (
+        "alarm-fields",
+        ALARM.replace("  threshold: 80\n", "")
+        + "  period: 1 minute\n  statistic: p99\n  treatMissingData: zero\n  datapointsToAlarm: 0\n",
+        [
+            (5, 1, "/spec", "missing required field 'threshold'"),
+            (
+                9,
+                3,
+                "/spec/period",
+                'must be seconds or a duration such as "500ms", "90s", "5m" or "1h30m" (got \'1 minute\')',
+            ),
+            (
+                10,
+                3,
+                "/spec/statistic",
+                "must be one of: SampleCount, Average, Sum, Minimum, Maximum (got 'p99')",
+            ),
+            (
+                11,
+                3,
+                "/spec/treatMissingData",
+                "must be one of: breaching, notBreaching, ignore, missing (got 'zero')",
+            ),
+            (12, 3, "/spec/datapointsToAlarm", "must be at least 1 (got 0)"),
         ],
     ),
     (
@@ -632,12 +854,19 @@ ENVELOPE_CASES = [
     (
         "kind-unknown",
         SERVICE.replace("kind: Service", "kind: Deployment"),
-        [(2, 1, "/kind", "unknown kind 'Deployment' (expected one of: Cluster, TaskDefinition, Service)")],
+        [
+            (
+                2,
+                1,
+                "/kind",
+                "unknown kind 'Deployment' (expected one of: Cluster, TaskDefinition, Service, Alarm)",
+            )
+        ],
     ),
     (
         "kind-missing",
         SERVICE.replace("kind: Service\n", ""),
-        [(1, 1, "/", "missing required field 'kind' (one of: Cluster, TaskDefinition, Service)")],
+        [(1, 1, "/", "missing required field 'kind' (one of: Cluster, TaskDefinition, Service, Alarm)")],
     ),
     (
         "name-missing",
@@ -935,5 +1164,5 @@ def test_two_thousand_documents_report_only_the_corpus_defects() -> None:
 
 
 def test_yaml_samples_in_this_file_are_yaml() -> None:
-    for text in (CLUSTER, TASK, SERVICE, FULL):
+    for text in (CLUSTER, TASK, SERVICE, ALARM, FULL):
         assert list(yaml.safe_load_all(text))
