@@ -1,7 +1,9 @@
 """Validated documents to the typed desired state (`model.spec.DesiredState`).
 
 Owns the translation from manifest vocabulary to model values: defaults ECS applies (cluster
-`default`, deployment percentages, REPLICA), the local engine as the pool of a cluster that declares no
+`default`, deployment percentages, REPLICA, the ROLLING strategy, a circuit breaker threshold of
+BOUNDED_PERCENT 50), references in every ECS form (`family:N` pins a revision, ARNs mean their names),
+Alarm documents (period in whole seconds), the local engine as the pool of a cluster that declares no
 engines, and fingerprints of local files a container reads (environment files) so their edits count as
 changes. A fingerprint is the path as written plus a hash of the content, never the resolved path, so
 the same manifests checked out in another directory (the daemon's Git mode) hash the same; the files
@@ -18,8 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.engine import translate
-from reconciler.manifests import document
-from reconciler.model import normalize, spec
+from reconciler.manifests import document, references
+from reconciler.model import normalize, spec, units
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
@@ -151,6 +153,22 @@ def _local_warnings(canonical: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _threshold(raw: Any) -> spec.Threshold:
+    if not isinstance(raw, Mapping):
+        return spec.Threshold()
+    return spec.Threshold(type=raw["type"], value=int(raw["value"]))
+
+
+def _deployment_alarms(raw: Any) -> spec.DeploymentAlarms:
+    if not isinstance(raw, Mapping):
+        return spec.DeploymentAlarms()
+    return spec.DeploymentAlarms(
+        names=tuple(raw.get("alarmNames") or ()),
+        enable=bool(raw.get("enable", False)),
+        rollback=bool(raw.get("rollback", False)),
+    )
+
+
 def service(doc: document.Document) -> spec.Service:
     s = doc.spec
     deployment = s.get("deploymentConfiguration") or {}
@@ -160,11 +178,12 @@ def service(doc: document.Document) -> spec.Service:
     desired = s.get("desiredCount")
     if desired is None and isinstance(scaling, Mapping):
         desired = scaling.get("minCapacity", 0)
-    family = str(s.get("taskDefinition", "")).split(":")[0]
+    family, revision = references.task_definition(s.get("taskDefinition")) or ("", None)
     return spec.Service(
         name=doc.name,
-        cluster=s.get("cluster", "default"),
+        cluster=references.cluster_name(s.get("cluster")) or references.DEFAULT_CLUSTER,
         task_definition=family,
+        revision=references.revision_number(revision),
         desired_count=int(desired or 0),
         launch_type=s.get("launchType", spec.EC2),
         scheduling_strategy=strategy,
@@ -172,12 +191,36 @@ def service(doc: document.Document) -> spec.Service:
         minimum_healthy_percent=deployment.get("minimumHealthyPercent", 0 if strategy == spec.DAEMON else 100),
         circuit_breaker=bool(breaker.get("enable", False)),
         rollback=bool(breaker.get("rollback", False)),
+        threshold=_threshold(breaker.get("thresholdConfiguration")),
+        reset_on_healthy_task=bool(breaker.get("resetOnHealthyTask", True)),
+        strategy=deployment.get("strategy", spec.ROLLING),
+        bake_time=60.0 * deployment.get("bakeTimeInMinutes", 0),
+        alarms=_deployment_alarms(deployment.get("alarms")),
         constraints=tuple(
             spec.Constraint(c["type"], c.get("expression")) for c in s.get("placementConstraints") or []
         ),
         strategies=tuple(spec.Strategy(p["type"], p.get("field")) for p in s.get("placementStrategy") or []),
         health_check_grace_period=int(s.get("healthCheckGracePeriodSeconds", 0) or 0),
         auto_scaling=scaling if isinstance(scaling, Mapping) else None,
+        source=doc.path,
+    )
+
+
+def alarm(doc: document.Document) -> spec.Alarm:
+    s = doc.spec
+    periods = int(s["evaluationPeriods"])
+    datapoints = s.get("datapointsToAlarm")
+    return spec.Alarm(
+        name=doc.name,
+        metric=dict(s["metric"]),
+        threshold=float(s["threshold"]),
+        comparison_operator=s["comparisonOperator"],
+        statistic=s.get("statistic", "Average"),
+        period=int(units.parse_duration(s.get("period", 60))),
+        evaluation_periods=periods,
+        datapoints_to_alarm=None if datapoints is None else int(datapoints),
+        treat_missing_data=s.get("treatMissingData", "missing"),
+        description=s.get("alarmDescription", ""),
         source=doc.path,
     )
 
@@ -204,4 +247,5 @@ def desired_state(documents: list[document.Document], environ: Mapping[str, str]
     clusters = {d.name: cluster(d, environ) for d in documents if d.kind == "Cluster"}
     services = {d.name: service(d) for d in documents if d.kind == "Service"}
     tds = {d.name: task_definition(d) for d in documents if d.kind == "TaskDefinition"}
-    return spec.DesiredState(clusters=clusters, task_definitions=tds, services=services)
+    alarms = {d.name: alarm(d) for d in documents if d.kind == "Alarm"}
+    return spec.DesiredState(clusters=clusters, task_definitions=tds, services=services, alarms=alarms)

@@ -1,11 +1,13 @@
 """Semantic checks: what a manifest set can get wrong once every document has the right shape.
 
 Owns `check(valid, all_docs)`, the third stage of the validation pipeline (loader -> schema -> here), and
-the rules that span documents: unique names per kind, Service -> Cluster and Service -> TaskDefinition
+the rules that span documents: unique names per kind, Service -> Cluster, Service -> TaskDefinition,
+Service -> Alarm (deploymentConfiguration.alarms) and Alarm -> Service (a predefined metric's service)
 references, and cluster-wide rules (instance and fargate endpoint names unique together, each endpoint
 in one place only). Rules about one task definition live in semantic_taskdef.py (task level) and
 semantic_containers.py (containers of a task), about a service with its task definition and cluster
-(including the cluster policy) in semantic_service.py, and about auto scaling in semantic_autoscaling.py.
+(including the cluster policy) in semantic_service.py, about auto scaling in semantic_autoscaling.py,
+and about one Alarm in semantic_alarm.py.
 This module runs them all and returns every problem at once, each located at the offending field with
 a one-sentence message.
 
@@ -24,15 +26,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from reconciler.manifests import document
+from reconciler.manifests import document, references
+from reconciler.manifests import semantic_alarm as alarm
 from reconciler.manifests import semantic_autoscaling as autoscaling
 from reconciler.manifests import semantic_containers as containers
 from reconciler.manifests import semantic_service as service
 from reconciler.manifests import semantic_taskdef as taskdef
 
 Diagnostics = Iterator[document.Diagnostic]
-DEFAULT_CLUSTER = "default"
-KINDS = ("Cluster", "TaskDefinition", "Service")
+DEFAULT_CLUSTER = references.DEFAULT_CLUSTER
+KINDS = ("Cluster", "TaskDefinition", "Service", "Alarm")
 
 
 def _key(doc: document.Document) -> tuple[str, int]:
@@ -66,23 +69,25 @@ class Context:
 
 def cluster_reference(doc: document.Document) -> str | None:
     """The cluster name a service names: `default` when unset; the name part of an ARN."""
-    value = doc.spec.get("cluster", DEFAULT_CLUSTER)
-    if not isinstance(value, str):
-        return None
-    if value.startswith("arn:") and ":cluster/" in value:
-        return value.split(":cluster/", 1)[1]
-    return value
+    return references.cluster_name(doc.spec.get("cluster"))
 
 
 def task_definition_reference(doc: document.Document) -> tuple[str, str | None] | None:
     """(family, revision or None) from `family`, `family:N` or a task-definition ARN."""
-    value = doc.spec.get("taskDefinition")
-    if not isinstance(value, str):
-        return None
-    if value.startswith("arn:") and ":task-definition/" in value:
-        value = value.split(":task-definition/", 1)[1]
-    family, colon, revision = value.partition(":")
-    return family, (revision if colon else None)
+    return references.task_definition(doc.spec.get("taskDefinition"))
+
+
+def _not_declared(name: str, kind: str, declared: set[str]) -> str:
+    """`<name> is not declared by any <kind> document`, with a did-you-mean or what is declared."""
+    names = sorted(declared - {"?"})
+    guess = document.guess(name, names)
+    if guess:
+        hint = f" (did you mean {guess!r}?)"
+    elif names:
+        hint = f" (declared: {', '.join(names)})"
+    else:
+        hint = f" (no {kind} is declared)"
+    return f"{name!r} is not declared by any {kind} document{hint}"
 
 
 # ---------------------------------------------------------------- cross-document rules
@@ -127,7 +132,7 @@ def rule_references(ctx: Context) -> Diagnostics:
                 ("spec", "taskDefinition"),
                 f"task definition family {family!r} is not declared by any TaskDefinition document",
             )
-        elif revision is not None and not (revision.isdigit() and int(revision) >= 1):
+        elif revision is not None and references.revision_number(revision) is None:
             yield doc.diagnostic(
                 ("spec", "taskDefinition"), f"task definition revision {revision!r} is not a positive integer"
             )
@@ -136,6 +141,25 @@ def rule_references(ctx: Context) -> Diagnostics:
                 ("spec", "taskDefinition"),
                 f"revision {revision} of {family!r} cannot be checked here; the checks used the family's current definition",
                 document.NOTICE,
+            )
+
+
+def rule_alarm_references(ctx: Context) -> Diagnostics:
+    """A service's deploymentConfiguration.alarms names Alarm documents; a predefined alarm metric a Service."""
+    alarms = ctx.declared.get("Alarm", set())
+    for doc in ctx.of_kind("Service"):
+        at = ("spec", "deploymentConfiguration", "alarms", "alarmNames")
+        dc = taskdef.mapping(doc.spec.get("deploymentConfiguration"))
+        for k, name in enumerate(taskdef.items(taskdef.mapping(dc.get("alarms")).get("alarmNames"))):
+            if isinstance(name, str) and name not in alarms:
+                yield doc.diagnostic((*at, k), "alarm " + _not_declared(name, "Alarm", alarms))
+    services = ctx.declared.get("Service", set())
+    for doc in ctx.of_kind("Alarm"):
+        metric = taskdef.mapping(doc.spec.get("metric"))
+        name = metric.get("service")
+        if isinstance(name, str) and name not in services:
+            yield doc.diagnostic(
+                ("spec", "metric", "service"), "service " + _not_declared(name, "Service", services)
             )
 
 
@@ -217,12 +241,20 @@ def rule_services(ctx: Context) -> Diagnostics:
             yield from auto_rule(doc)
 
 
+def rule_alarms(ctx: Context) -> Diagnostics:
+    for doc in ctx.of_kind("Alarm"):
+        for rule in alarm.RULES:
+            yield from rule(doc)
+
+
 RULES: tuple[Callable[[Context], Diagnostics], ...] = (
     rule_unique_names,
     rule_references,
+    rule_alarm_references,
     rule_clusters,
     rule_task_definitions,
     rule_services,
+    rule_alarms,
 )
 
 

@@ -1,6 +1,8 @@
 """Semantic rules for one Service, seen together with the task definition and cluster it names.
 
-Owns scheduling strategy and desiredCount, deploymentConfiguration, launch type versus the task
+Owns scheduling strategy and desiredCount, deploymentConfiguration (percentages; the ROLLING strategy
+as the only one, since BLUE_GREEN, LINEAR, CANARY and lifecycle hooks shift traffic through a load
+balancer reconciler does not have; circuit-breaker settings that have no effect), launch type versus the task
 definition's requiresCompatibilities, service placement (constraints, strategies, the per-task limits
 counted with the task definition's constraints), load balancer targets, and the cluster policy
 (privileged containers, host paths). Auto scaling lives in
@@ -26,6 +28,14 @@ Diagnostics = Iterator[document.Diagnostic]
 
 DEFAULT_MAXIMUM_PERCENT = 200
 DEFAULT_MINIMUM_HEALTHY_PERCENT = 100
+ROLLING = "ROLLING"
+# deploymentConfiguration fields of the traffic-shifting strategies, and what each one is for.
+TRAFFIC_SHIFTING = {
+    "linearConfiguration": "configures the LINEAR strategy",
+    "canaryConfiguration": "configures the CANARY strategy",
+    "lifecycleHooks": "run at the stages of a BLUE_GREEN, LINEAR or CANARY deployment",
+}
+NO_TRAFFIC_SHIFTING = "traffic shifting through a load balancer, which reconciler does not have yet"
 BINPACK_FIELDS = ("cpu", "memory")
 SPREAD_FIELDS = ("instanceId", "host")
 
@@ -108,6 +118,37 @@ def rule_deployment(v: ServiceView) -> Diagnostics:
             f"nor stop one (at least {least} healthy), so it cannot make progress",
             document.WARNING,
         )
+
+
+def rule_deployment_strategy(v: ServiceView) -> Diagnostics:
+    """Only ROLLING deploys here; circuit-breaker tuning without `enable: true` is a warning.
+
+    Alarms, bake time and the circuit breaker work with the ECS (rolling) deployment controller, which
+    DAEMON services use too, so they are accepted for both scheduling strategies."""
+    doc = v.doc
+    at = ("spec", "deploymentConfiguration")
+    dc = td.mapping(v.spec.get("deploymentConfiguration"))
+    strategy = td.string(dc.get("strategy"))
+    if strategy is not None and strategy != ROLLING:
+        yield doc.diagnostic(
+            (*at, "strategy"),
+            f"deploymentConfiguration.strategy {strategy} needs {NO_TRAFFIC_SHIFTING}; use {ROLLING}",
+        )
+    for key, purpose in TRAFFIC_SHIFTING.items():
+        if key in dc:
+            yield doc.diagnostic(
+                (*at, key),
+                f"deploymentConfiguration.{key} {purpose}: that needs {NO_TRAFFIC_SHIFTING}; remove it",
+            )
+    breaker = td.mapping(dc.get("deploymentCircuitBreaker"))
+    if breaker and breaker.get("enable") is not True:
+        for key in ("thresholdConfiguration", "resetOnHealthyTask"):
+            if key in breaker:
+                yield doc.diagnostic(
+                    (*at, "deploymentCircuitBreaker", key),
+                    f"deploymentCircuitBreaker.{key} has no effect while the circuit breaker is off (enable: false)",
+                    document.WARNING,
+                )
 
 
 def rule_launch_type(v: ServiceView) -> Diagnostics:
@@ -259,6 +300,7 @@ def rule_cluster_policy(v: ServiceView) -> Diagnostics:
 RULES: tuple[Callable[[ServiceView], Diagnostics], ...] = (
     rule_scheduling,
     rule_deployment,
+    rule_deployment_strategy,
     rule_launch_type,
     rule_placement,
     rule_load_balancers,

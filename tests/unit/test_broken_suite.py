@@ -1,7 +1,7 @@
 """The broken-manifest suite: every tests/broken/*.yaml holds one defect, found by the real pipeline.
 
-Each file is a complete small manifest set (Cluster, TaskDefinition, Service as needed) with exactly one
-defect. Its first lines say what to expect:
+Each file is a complete small manifest set (Cluster, TaskDefinition, Service, Alarm as needed) with
+exactly one defect. Its first lines say what to expect:
 
     # expect: <a substring of the error message>
     # pointer: <the JSON pointer of the offending field>

@@ -176,6 +176,27 @@ def sched(**action):
 SVC_PC = ("spec", "placementConstraints")
 SVC_PS = ("spec", "placementStrategy")
 MEMBER_OF = {"type": "memberOf", "expression": "attribute:stack == prod"}
+DC = ("spec", "deploymentConfiguration")
+WEB_CPU = {"predefinedMetricType": "ECSServiceAverageCPUUtilization", "service": "web"}
+
+
+def alarm_doc(name: str = "web-cpu", **spec: Any) -> tuple:
+    """An edit adding Alarm `name` (on web's CPU unless `metric` is given) as document `alarm-<name>`."""
+    body = {
+        "metric": WEB_CPU,
+        "evaluationPeriods": 3,
+        "threshold": 80,
+        "comparisonOperator": "GreaterThanThreshold",
+    }
+    return (f"alarm-{name}", (), _doc("Alarm", name, {**body, **spec}))
+
+
+def deploy(**fields: Any) -> tuple:
+    """An edit setting service web's deploymentConfiguration to `fields`."""
+    return ("svc", DC, fields)
+
+
+WATCH_WEB_CPU = {"alarmNames": ["web-cpu"], "enable": True, "rollback": True}
 
 # (id, edits, subject, pointer, message fragment)
 INVALID = [
@@ -1236,6 +1257,123 @@ INVALID = [
         "/spec/autoScaling/stepScaling/0/datapointsToAlarm",
         "exceeds evaluationPeriods 1 (the default)",
     ),
+    # deployments: ROLLING only, alarms resolve
+    (
+        "deployment-strategy-blue-green",
+        [deploy(strategy="BLUE_GREEN", bakeTimeInMinutes=5)],
+        "Service/web",
+        "/spec/deploymentConfiguration/strategy",
+        "deploymentConfiguration.strategy BLUE_GREEN needs traffic shifting through a load balancer, "
+        "which reconciler does not have yet; use ROLLING",
+    ),
+    (
+        "deployment-strategy-canary-daemon",
+        [
+            ("svc", ("spec", "schedulingStrategy"), "DAEMON"),
+            ("svc", ("spec", "desiredCount"), DROP),
+            deploy(strategy="CANARY"),
+        ],
+        "Service/web",
+        "/spec/deploymentConfiguration/strategy",
+        "strategy CANARY needs traffic shifting",
+    ),
+    (
+        "deployment-linear-configuration",
+        [deploy(linearConfiguration={"stepPercent": 10})],
+        "Service/web",
+        "/spec/deploymentConfiguration/linearConfiguration",
+        "linearConfiguration configures the LINEAR strategy: that needs traffic shifting through a load "
+        "balancer, which reconciler does not have yet; remove it",
+    ),
+    (
+        "deployment-canary-configuration",
+        [deploy(canaryConfiguration={})],
+        "Service/web",
+        "/spec/deploymentConfiguration/canaryConfiguration",
+        "canaryConfiguration configures the CANARY strategy",
+    ),
+    (
+        "deployment-lifecycle-hooks",
+        [deploy(lifecycleHooks=[{"targetType": "PAUSE", "lifecycleStages": ["PRE_SCALE_UP"]}])],
+        "Service/web",
+        "/spec/deploymentConfiguration/lifecycleHooks",
+        "lifecycleHooks run at the stages of a BLUE_GREEN, LINEAR or CANARY deployment",
+    ),
+    (
+        "deployment-alarm-unknown-did-you-mean",
+        [alarm_doc(), deploy(alarms={**WATCH_WEB_CPU, "alarmNames": ["web-cpus"]})],
+        "Service/web",
+        "/spec/deploymentConfiguration/alarms/alarmNames/0",
+        "alarm 'web-cpus' is not declared by any Alarm document (did you mean 'web-cpu'?)",
+    ),
+    (
+        "deployment-alarm-unknown-lists-declared",
+        [
+            alarm_doc(),
+            alarm_doc("api-mem"),
+            deploy(alarms={**WATCH_WEB_CPU, "alarmNames": ["web-cpu", "latency"]}),
+        ],
+        "Service/web",
+        "/spec/deploymentConfiguration/alarms/alarmNames/1",
+        "alarm 'latency' is not declared by any Alarm document (declared: api-mem, web-cpu)",
+    ),
+    (
+        "deployment-alarm-none-declared",
+        [deploy(alarms={**WATCH_WEB_CPU, "enable": False})],
+        "Service/web",
+        "/spec/deploymentConfiguration/alarms/alarmNames/0",
+        "alarm 'web-cpu' is not declared by any Alarm document (no Alarm is declared)",
+    ),
+    (
+        "taskdef-arn-unknown-family",
+        [("svc", ("spec", "taskDefinition"), "arn:aws:ecs:eu-west-1:123456789012:task-definition/webb:2")],
+        "Service/web",
+        "/spec/taskDefinition",
+        "task definition family 'webb' is not declared",
+    ),
+    # alarms
+    (
+        "alarm-service-unknown",
+        [alarm_doc(metric={**WEB_CPU, "service": "wbe"})],
+        "Alarm/web-cpu",
+        "/spec/metric/service",
+        "service 'wbe' is not declared by any Service document (did you mean 'web'?)",
+    ),
+    (
+        "alarm-period-45",
+        [alarm_doc(period=45)],
+        "Alarm/web-cpu",
+        "/spec/period",
+        "period 45s is not one CloudWatch takes: 10, 20 or 30 seconds, or a multiple of 60",
+    ),
+    (
+        "alarm-period-90s",
+        [alarm_doc(period="90s")],
+        "Alarm/web-cpu",
+        "/spec/period",
+        "period 90s is not one CloudWatch takes",
+    ),
+    (
+        "alarm-window-over-a-day",
+        [alarm_doc(period="1h", evaluationPeriods=25)],
+        "Alarm/web-cpu",
+        "/spec/evaluationPeriods",
+        "evaluationPeriods 25 x period 3600s is 90000s, more than the one day (86400s) CloudWatch evaluates",
+    ),
+    (
+        "alarm-datapoints-exceed-periods",
+        [alarm_doc(datapointsToAlarm=4)],
+        "Alarm/web-cpu",
+        "/spec/datapointsToAlarm",
+        "datapointsToAlarm 4 exceeds evaluationPeriods 3",
+    ),
+    (
+        "alarm-duplicate-name",
+        [alarm_doc(), ("alarm-again", (), _doc("Alarm", "web-cpu", alarm_doc()[2]["spec"]))],
+        "Alarm/web-cpu",
+        "/metadata/name",
+        "Alarm 'web-cpu' is declared twice",
+    ),
 ]
 
 
@@ -1552,6 +1690,73 @@ VALID = [
             )
         ],
     ),
+    # deployments with history
+    (
+        "taskdef-arn-pinned",
+        [("svc", ("spec", "taskDefinition"), "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:3")],
+    ),
+    (
+        "taskdef-arn-family",
+        [("svc", ("spec", "taskDefinition"), "arn:aws-cn:ecs:cn-north-1:123456789012:task-definition/web")],
+    ),
+    ("cluster-arn", [("svc", ("spec", "cluster"), "arn:aws:ecs:eu-west-1:123456789012:cluster/default")]),
+    (
+        "deployment-rolling-everything",
+        [
+            alarm_doc(),
+            deploy(
+                strategy="ROLLING",
+                bakeTimeInMinutes=1440,
+                alarms=WATCH_WEB_CPU,
+                deploymentCircuitBreaker={
+                    "enable": True,
+                    "rollback": True,
+                    "thresholdConfiguration": {"type": "COUNT", "value": 1},
+                    "resetOnHealthyTask": False,
+                },
+            ),
+        ],
+    ),
+    (
+        "deployment-daemon-breaker-alarms-bake",
+        [
+            alarm_doc(),
+            ("svc", ("spec", "schedulingStrategy"), "DAEMON"),
+            ("svc", ("spec", "desiredCount"), DROP),
+            deploy(
+                bakeTimeInMinutes=3,
+                alarms=WATCH_WEB_CPU,
+                deploymentCircuitBreaker={
+                    "enable": True,
+                    "rollback": False,
+                    "thresholdConfiguration": {"type": "UNBOUNDED_PERCENT", "value": 150},
+                },
+            ),
+        ],
+    ),
+    (
+        "deployment-alarms-empty-and-off",
+        [deploy(alarms={"alarmNames": [], "enable": False, "rollback": False})],
+    ),
+    ("alarm-short-periods", [alarm_doc(period=10), alarm_doc("b", period=20), alarm_doc("c", period=30)]),
+    ("alarm-minute-periods", [alarm_doc(period="5m"), alarm_doc("b", period=120), alarm_doc("c")]),
+    ("alarm-a-whole-day", [alarm_doc(period=60, evaluationPeriods=1440, datapointsToAlarm=1440)]),
+    (
+        "alarm-customized-metric",
+        [
+            alarm_doc(
+                metric={
+                    "customizedMetric": {"url": "http://10.0.0.5:9100/metrics", "metricName": "queue_depth"}
+                },
+                statistic="Sum",
+                treatMissingData="breaching",
+            )
+        ],
+    ),
+    (
+        "alarm-on-a-fargate-service-memory",
+        [alarm_doc(metric={"predefinedMetricType": "ECSServiceAverageMemoryUtilization", "service": "api"})],
+    ),
 ]
 
 
@@ -1695,6 +1900,42 @@ def test_deployment_that_cannot_progress_is_a_warning():
         )
         == []
     )
+
+
+def test_circuit_breaker_settings_without_enable_are_warnings():
+    breaker = {
+        "enable": False,
+        "rollback": False,
+        "thresholdConfiguration": {"type": "COUNT", "value": 3},
+        "resetOnHealthyTask": True,
+    }
+    diags = run(deploy(deploymentCircuitBreaker=breaker))
+    at = "/spec/deploymentConfiguration/deploymentCircuitBreaker"
+    assert [(d.severity, d.pointer) for d in diags] == [
+        (document.WARNING, f"{at}/thresholdConfiguration"),
+        (document.WARNING, f"{at}/resetOnHealthyTask"),
+    ]
+    assert diags[0].message == (
+        "deploymentCircuitBreaker.thresholdConfiguration has no effect while the circuit breaker is off (enable: false)"
+    )
+    assert run(deploy(deploymentCircuitBreaker={**breaker, "enable": True})) == []
+
+
+def test_pinned_arn_gives_the_revision_notice_only():
+    diags = run(
+        ("svc", ("spec", "taskDefinition"), "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:7")
+    )
+    assert [(d.severity, d.pointer) for d in diags] == [(document.NOTICE, "/spec/taskDefinition")]
+    assert "revision 7 of 'web'" in diags[0].message
+
+
+def test_an_alarm_whose_service_failed_the_schema_is_not_reported_missing():
+    docs = base()
+    edit(docs, *alarm_doc(metric={**WEB_CPU, "service": "broken"}))
+    docs["broken"] = _doc("Service", "broken", {"taskDefinition": 3})
+    loaded = load(docs)
+    valid = [d for d in loaded if d.name != "broken"]
+    assert semantic.check(valid, loaded) == []
 
 
 def test_cycle_reported_once_per_cycle():
@@ -1865,6 +2106,10 @@ _field_names = st.sampled_from(
         "ipcMode",
         "proxyConfiguration",
         "serviceName",
+        "metric",
+        "period",
+        "evaluationPeriods",
+        "datapointsToAlarm",
     ]
 )
 
@@ -1873,7 +2118,7 @@ _field_names = st.sampled_from(
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["Cluster", "TaskDefinition", "Service", "Other"]),
+            st.sampled_from(["Cluster", "TaskDefinition", "Service", "Alarm", "Other"]),
             st.sampled_from(["a", "b", "default"]),
             st.dictionaries(_field_names, _values, max_size=6),
         ),
