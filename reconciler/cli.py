@@ -7,6 +7,7 @@ one line and a non-zero status (never a traceback). Commands know nothing of arg
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -69,18 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, help="creates at once per engine (stops run wider: all at once, up to 64)")
     p.add_argument("--lock-wait", metavar="DURATION")
 
-    p = sub.add_parser("get", help="list services, tasks or container instances")
-    p.add_argument("what", choices=["services", "tasks", "instances"])
+    p = sub.add_parser("get", help="list services, tasks, instances, task-definitions [FAMILY], deployments SERVICE")
+    p.add_argument("what", choices=["services", "tasks", "instances", "task-definitions", "deployments"])
     _paths(p)
     _common(p)
     p.add_argument("--cluster")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("describe", help="a service or task in ECS's describe shape (JSON)")
-    p.add_argument("what", choices=["service", "task"])
-    p.add_argument("name", metavar="NAME|ID")
+    p = sub.add_parser("describe", help="a service, task or task definition in ECS's describe shape (JSON)")
+    p.add_argument("what", choices=["service", "task", "task-definition"])
+    p.add_argument("name", metavar="NAME|ID|FAMILY[:N]")
     _paths(p)
     _common(p)
+
+    p = sub.add_parser("events", help="service events in ECS's words, oldest first (all services, or SERVICE)")
+    _paths(p)
+    _common(p)
+    p.add_argument("--service", metavar="SERVICE", help="only this service's events (also: events SERVICE [PATH...])")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events until interrupted")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
 
     p = sub.add_parser("logs", help="a service's or task's container logs")
     p.add_argument("target", metavar="SERVICE|TASK")
@@ -189,6 +197,13 @@ def run(argv: Sequence[str], env: Environment | None = None) -> int:
         return int(ExitStatus.ERROR)
 
 
+def _leading_name(paths: list[str]) -> tuple[str | None, list[str]]:
+    """An optional NAME before the manifest paths: the first word, unless it names a file or directory."""
+    if paths and not os.path.exists(paths[0]):
+        return paths[0], paths[1:]
+    return None, paths
+
+
 def dispatch(args: argparse.Namespace, env: Environment) -> int:
     from reconciler.commands import converge, inspect, tasks, validate
 
@@ -205,9 +220,27 @@ def dispatch(args: argparse.Namespace, env: Environment) -> int:
     if c == "destroy":
         return converge.destroy(env, args.paths, args.yes, args.concurrency, args.lock_wait, args.target)
     if c == "get":
+        from reconciler.commands import history
+
+        if args.what == "deployments":
+            if not args.paths:
+                raise UserError("get deployments: expected SERVICE (get deployments SERVICE [PATH...])")
+            return history.get_deployments(env, args.paths[0], args.paths[1:], args.json)
+        if args.what == "task-definitions":
+            family, paths = _leading_name(args.paths)
+            return history.get_task_definitions(env, paths, family, args.json)
         return inspect.get(env, args.what, args.paths, args.cluster, args.json)
     if c == "describe":
+        if args.what == "task-definition":
+            from reconciler.commands import history
+
+            return history.describe_task_definition(env, args.name, args.paths)
         return inspect.describe(env, args.what, args.name, args.paths)
+    if c == "events":
+        from reconciler.commands import history
+
+        service, paths = (args.service, args.paths) if args.service else _leading_name(args.paths)
+        return history.events(env, service, paths, args.follow, args.json)
     if c == "logs":
         return inspect.logs(env, args.target, args.paths, args.container, args.follow, args.tail)
     if c == "run-task":

@@ -14,6 +14,7 @@ class ExitStatus(enum.IntEnum):
     ERROR = 1  # invalid manifests, an engine down, a failed action, bad usage
     CHANGES = 2  # `plan --detailed-exitcode`: the plan has changes
     UNPLACED = 3  # `apply`: everything that could be placed was, but some tasks fit nowhere
+    DEPLOYMENT_FAILED = 4  # `apply`: a deployment FAILED (circuit breaker or alarm), rolled back or not
 
 
 class UserError(Exception):

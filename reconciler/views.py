@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import labels as L
+from reconciler.model import history as H
 from reconciler.model import observed as obs
 
 
@@ -45,10 +46,12 @@ def describe_task(task: obs.Task, last_status: str | None = None) -> dict[str, A
         "cluster": task.cluster,
         "containerInstance": task.instance,
         "group": task.group,
-        "taskDefinition": f"{task.family}@{task.task_hash}",
+        "taskDefinition": task.ref,
+        **({"taskDefinitionArn": H.arn("task-definition", task.ref)} if task.revision is not None else {}),
         "lastStatus": last_status or status.last_status,
         "desiredStatus": "RUNNING",
-        "healthStatus": status.health,
+        # ECS: UNKNOWN for a task none of whose essential containers has a health check.
+        "healthStatus": status.health if any(c.essential and c.spec.get("healthCheck") for c in task.app_containers) else "UNKNOWN",
         "startedBy": task.started_by,
         "createdAt": datetime.fromtimestamp(task.created, UTC).isoformat(timespec="seconds") if task.created else None,
         "containers": containers,

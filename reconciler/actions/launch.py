@@ -116,8 +116,10 @@ class Launcher:
             service=action.service,
             task_spec=td.spec,
             publish_address=inst.publish_address,
-            started_by=self.started_by,
+            started_by=action.deployment or self.started_by,
             created_at=datetime.fromtimestamp(self.clock.now(), UTC).isoformat(timespec="seconds"),
+            revision=td.revision,
+            deployment=action.deployment,
         )
         mode = td.network_mode
         if mode == "awsvpc":

@@ -11,26 +11,37 @@ after the first pass's actions have ended. Planning is `planning.planner`'s and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from reconciler import clusterlock, observe, state
+from reconciler import clusterlock, histories, observe, state
 from reconciler.actions import gc
 from reconciler.actions.result import ActionResult
 from reconciler.actions.runner import Runner
 from reconciler.commands import common
 from reconciler.environment import Environment
 from reconciler.errors import ExitStatus, UserError
+from reconciler.manifests import locate
+from reconciler.model import history as H
 from reconciler.model import inflight as F
 from reconciler.model import plan as P
 from reconciler.model import spec, units
-from reconciler.planning import health, planner
+from reconciler.planning import deployments, health, planner
 
 DEFAULT_GRACE = 60.0  # seconds before tasks of an engine that stopped answering are placed elsewhere
 DEFAULT_TIMEOUT = 1800.0  # seconds apply waits for its rollouts at most
 POLL = 0.25  # seconds between passes while nothing is in flight (waiting for health checks)
 BUSY_POLL = 1.0  # seconds between passes while actions are in flight, unless they all end sooner
+
+
+def _with_deployments(result: P.Plan, books: _Books) -> P.Plan:
+    """The plan with each service's deployment line: the revision it runs and what its deployment does."""
+    services = []
+    for sp in result.services:
+        services.append(dataclasses.replace(sp, deployment=books.describe(sp)))
+    return dataclasses.replace(result, services=tuple(services))
 
 
 def _plan(
@@ -69,7 +80,10 @@ def plan(
     session = common.open_session(env, paths)
     try:
         common.require_services(session.desired, names)
-        result = _plan(session, prune, names, grace)
+        books = _Books(env, session, write=False)
+        books.load()
+        books.resolve(env.clock.now())
+        result = _with_deployments(_plan(session, prune, names, grace), books)
         unreachable = session.report_unreachable()
         if as_json:
             env.out(json.dumps(result.to_dict(), indent=2, sort_keys=True))
@@ -124,6 +138,156 @@ def _locked(
         yield
 
 
+class _Books:
+    """The deployments one command resolves and moves on: every cluster's history, loaded once under the
+    writer lock, resolved before each pass plans and moved on from what the pass saw; saved only when
+    `write` (never by `plan`)."""
+
+    def __init__(self, env: Environment, session: common.Session, write: bool):
+        self.env = env
+        self.session = session
+        self.manifest = session.desired  # as the manifests say; session.desired is what the passes plan
+        self.write = write
+        self.keeper = histories.Keeper(session.engines, env.state().path)
+        self.histories: dict[str, H.History] = {}
+        self.resolved: dict[str, deployments.Resolved] = {}
+        self.failed_starts: dict[str, dict[str, str]] = {}  # service -> task id -> message
+        self.alarm_states: Callable[[], Mapping[str, str]] = dict
+
+    def load(self) -> None:
+        """Reads every cluster's history. A writer needs them all; `plan` goes on without one it cannot
+        read (the engines' trouble is reported on its own), planning that cluster's services as written."""
+        for name, cluster in sorted(self.manifest.clusters.items()):
+            try:
+                self.histories[name] = self.keeper.get(cluster)
+            except histories.HistoryUnavailable as e:
+                if self.write:
+                    raise UserError(str(e)) from None
+
+    def resolve(self, now: float) -> None:
+        """Resolves what every service runs; a pin to a revision that does not exist is a located error."""
+        counts = {name: c for name, (c, _) in self.env.state().scaled_counts(self.manifest.services.values()).items()}
+        running: dict[str, spec.TaskDefinition] = {}
+        errors = []
+        for name, history in self.histories.items():
+            res = deployments.resolve(history, self.manifest, now, histories.new_id, counts)
+            self.resolved[name] = res
+            running.update(res.running)
+            errors += res.errors
+        for err in errors:
+            self.env.err(locate.field_error(err.service.source, "Service", err.service.name, ("spec", "taskDefinition"), err.message))
+        if errors:
+            raise UserError(f"{len(errors)} service(s) pin a revision that does not exist; nothing was changed")
+        self.session.desired = dataclasses.replace(self.manifest, running=running)
+
+    def save(self) -> None:
+        if not self.write:
+            return
+        try:
+            for name, res in self.resolved.items():
+                cluster = self.manifest.clusters[name]
+                if res.history is not self.histories[name]:
+                    self.histories[name] = self.keeper.put(cluster, res.history)
+                    self.resolved[name] = dataclasses.replace(res, history=self.histories[name])
+        except histories.HistoryUnavailable as e:
+            raise UserError(str(e)) from None
+
+    def history(self, cluster: str) -> H.History:
+        res = self.resolved.get(cluster)
+        return res.history if res is not None else self.histories.get(cluster, H.History(cluster))
+
+    def _set(self, cluster: str, history: H.History) -> None:
+        self.resolved[cluster] = dataclasses.replace(self.resolved[cluster], history=history)
+
+    def primary(self, cluster: str, service: str) -> H.Deployment | None:
+        return self.history(cluster).service(service).primary
+
+    def progress(self, result: P.Plan, inflight: F.InFlight, now: float) -> bool:
+        """Moves each planned service's deployment on; True when one of them now runs something else (the
+        pass must resolve and plan again before it launches anything)."""
+        moved = False
+        for sp in result.services:
+            svc = self.session.desired.services.get(sp.service)
+            cstate = self.session.observed.get(sp.cluster)
+            if svc is None or cstate is None or sp.cluster not in self.resolved:
+                continue
+            before = self.primary(sp.cluster, sp.service)
+            tasks = [t for t in cstate.tasks_of(sp.service) if t.id not in inflight.stopping]
+            history = deployments.progress(self.history(sp.cluster), svc, sp, tasks, now, histories.new_id,
+                                           self.failed_starts.pop(sp.service, {}), self.alarm_states())
+            if sp.unplaced:
+                history = deployments.add_event(history, sp.service, deployments.unplaced_message(sp.service, sp.unplaced_reason),
+                                                now, histories.new_id, repeat=False)
+            self._set(sp.cluster, history)
+            after = history.service(sp.service).primary
+            if before is not None and after is not None and (after.id != before.id or after.rollout_state != before.rollout_state):
+                moved = True
+                for event in reversed(history.service(sp.service).events[:3]):
+                    if event.created_at == now and "deployment" in event.message and "started" not in event.message:
+                        self.env.out(f"deploy {sp.service}: {event.message}")
+        self.save()
+        return moved
+
+    def stamp(self, sp: P.ServicePlan, step: P.Step) -> P.Step:
+        """`step` with its starts labelled with the service's deployment; nothing new once it FAILED."""
+        res = self.resolved.get(sp.cluster)
+        if res is not None and sp.service in res.frozen:
+            return P.Step(stops=tuple(s for s in step.stops if s.already_stopped))
+        d = self.primary(sp.cluster, sp.service)
+        if d is None or not step.starts:
+            return step
+        return dataclasses.replace(step, starts=tuple(dataclasses.replace(s, deployment=d.id) for s in step.starts))
+
+    def launched(self, sp: P.ServicePlan, step: P.Step, ids: Sequence[str], now: float) -> None:
+        if sp.cluster in self.resolved:
+            self._set(sp.cluster, deployments.step_events(self.history(sp.cluster), step, ids, now, histories.new_id))
+
+    def breaker(self, service: str) -> bool:
+        """Whether failures of the service's new tasks are the deployment's to judge (circuit breaker or
+        alarms), rather than halting this command at the first one."""
+        svc = self.session.desired.services.get(service)
+        return svc is not None and (svc.circuit_breaker or svc.alarms.enable)
+
+    def finished(self, sp: P.ServicePlan) -> bool:
+        d = self.primary(sp.cluster, sp.service)
+        return d is None or d.done
+
+    def describe(self, sp: P.ServicePlan) -> str:
+        """One line: the deployment the service is in, or the one this plan would create."""
+        res = self.resolved.get(sp.cluster)
+        if res is None:
+            return ""
+        note = res.notes.get(sp.service)
+        if note:
+            return note
+        before = self.histories.get(sp.cluster, H.History(sp.cluster)).service(sp.service).primary
+        d = res.history.service(sp.service).primary
+        if d is None:
+            return ""
+        if before is None or before.id != d.id:
+            was = f" (was {before.task_definition})" if before is not None else ""
+            new = "" if res.history.latest(d.family) == self.histories[sp.cluster].latest(d.family) else ", a new revision"
+            return f"new deployment of {d.task_definition}{new}{was}"
+        return f"deployment {d.id} of {d.task_definition}: {d.rollout_state}" + (
+            f" ({d.failed_tasks} failed task(s))" if d.failed_tasks else "")
+
+    def verdict(self, cluster: str, service: str) -> tuple[bool, str]:
+        """(whether the service runs what its manifest asks, completed; the line that says what runs)."""
+        sh = self.history(cluster).service(service)
+        d = sh.primary
+        if d is None:
+            return True, ""
+        res = self.resolved.get(cluster)
+        note = res.notes.get(service) if res is not None else None
+        if note:
+            return False, note
+        if d.rollout_state == H.FAILED:
+            return False, f"deployment {d.id} FAILED: {d.rollout_state_reason} {service} runs what was left of it"
+        if d.rollout_state != H.COMPLETED:
+            return False, f"deployment {d.id} is {d.rollout_state}; {service} runs {d.task_definition} partly"
+        return True, f"{service} runs {d.task_definition} (deployment {d.id} COMPLETED)"
+
+
 @dataclass
 class _Progress:
     """What one apply launched, and what became of it."""
@@ -142,10 +306,11 @@ def _runner(env: Environment, session: common.Session, concurrency: int, on_resu
 
 
 def _converge(
-    env: Environment, session: common.Session, first: P.Plan, prune: bool, names: frozenset[str] | None,
+    env: Environment, session: common.Session, books: _Books, first: P.Plan, prune: bool, names: frozenset[str] | None,
     concurrency: int, grace: float, wait: bool, timeout: float,
 ) -> ExitStatus:
-    """Runs passes from `first` (the plan the user confirmed) until the targeted services settle."""
+    """Runs passes from `first` (the plan the user confirmed) until every targeted service's deployment is
+    done (COMPLETED after its bake, or FAILED), or a new task of a service without a circuit breaker fails."""
     progress = _Progress()
 
     def on_result(r: ActionResult) -> None:
@@ -155,7 +320,9 @@ def _converge(
         if not r.ok:
             progress.failed.add((r.action, r.task_id))
             if r.action == "start" and r.service:
-                progress.halted.setdefault(r.service, f"task failed to start: {r.message}")
+                books.failed_starts.setdefault(r.service, {})[r.task_id] = r.message
+                if not books.breaker(r.service):
+                    progress.halted.setdefault(r.service, f"task failed to start: {r.message}")
 
     runner = _runner(env, session, concurrency, on_result)
     clock = env.clock
@@ -165,7 +332,7 @@ def _converge(
         gc.collect(session.desired, session.engines, session.observed)
         while True:
             cursor = runner.completed()
-            _launch(env, session, runner, result, progress)
+            _launch(env, session, books, runner, result, progress)
             if not wait:
                 runner.drain()
                 break
@@ -176,19 +343,39 @@ def _converge(
             inflight = runner.inflight()
             started = set(progress.started)  # before observing: a start that ends meanwhile is judged next pass
             session.refresh()
-            _judge(env, session, progress, started)
-            result = _plan(session, prune, _active(names, result, progress), grace, inflight)
-            if runner.idle() and all(sp.settled or sp.service in progress.halted for sp in result.services):
+            _judge(env, session, books, progress, started)
+            result = _pass_plan(session, books, prune, _active(names, result, progress), grace, inflight)
+            done = all((sp.settled and books.finished(sp)) or sp.service in progress.halted
+                       or (books.finished(sp) and books.primary(sp.cluster, sp.service) is not None
+                           and books.primary(sp.cluster, sp.service).rollout_state == H.FAILED)
+                       for sp in result.services)
+            if runner.idle() and done:
                 break
             if clock.monotonic() > deadline:
                 for sp in result.services:
-                    if not sp.settled:
-                        progress.halted.setdefault(sp.service, f"timed out after {timeout:.0f}s waiting for {', '.join(sp.waiting) or 'the rollout'}")
+                    if not (sp.settled and books.finished(sp)):
+                        waits = ", ".join(sp.waiting) or ("the deployment's bake time" if sp.settled else "the rollout")
+                        progress.halted.setdefault(sp.service, f"timed out after {timeout:.0f}s waiting for {waits}")
                 runner.drain()
                 break
     finally:
         runner.shutdown()
-    return _summary(env, session, runner.results, result, progress)
+        books.save()
+    return _summary(env, session, books, runner.results, result, progress)
+
+
+def _pass_plan(
+    session: common.Session, books: _Books, prune: bool, names: frozenset[str] | None, grace: float, inflight: F.InFlight
+) -> P.Plan:
+    """A pass's plan: resolve, plan, move the deployments on; again when one of them changed what its
+    service runs (a rollback) so nothing is launched against what no longer holds."""
+    now = session.env.clock.now()
+    for _ in range(3):
+        books.resolve(now)
+        result = _plan(session, prune, names, grace, inflight)
+        if not books.progress(result, inflight, now):
+            return result
+    return result
 
 
 def _active(names: frozenset[str] | None, result: P.Plan, progress: _Progress) -> frozenset[str] | None:
@@ -199,32 +386,35 @@ def _active(names: frozenset[str] | None, result: P.Plan, progress: _Progress) -
     return frozenset(every - set(progress.halted))
 
 
-def _launch(env: Environment, session: common.Session, runner: Runner, result: P.Plan, progress: _Progress) -> None:
+def _launch(env: Environment, session: common.Session, books: _Books, runner: Runner, result: P.Plan, progress: _Progress) -> None:
+    now = env.clock.now()
     for sp in result.services:
-        step = sp.now
+        step = books.stamp(sp, sp.now)
         if sp.service in progress.halted or step.empty:
             continue
         ours = [s for s in step.stops if s.task_id in progress.started or s.task_id in progress.launched]
-        if ours:  # the planner gave up on a task this apply started: the rollout halts, leaving nothing half-made
+        if ours and not books.breaker(sp.service):  # the planner gave up on a task this apply started: the rollout halts
             for s in ours:
                 progress.failed.add(("start", s.task_id))
                 env.out(f"start  {sp.service} task {s.task_id[:12]} on {s.instance}: FAILED {s.reason}")
             progress.halted.setdefault(sp.service, f"a new task failed: {ours[0].reason}")
             step = P.Step(stops=tuple(ours))
         ids = runner.launch(session.desired, step)
+        books.launched(sp, step, ids, now)
         for start, task_id in zip(step.starts, ids, strict=True):
             allowed = health.seconds_allowed(start.task_definition.spec)
             progress.launched[task_id] = (sp.service, env.clock.monotonic() + allowed)
+    books.save()
 
 
-def _judge(env: Environment, session: common.Session, progress: _Progress, started: set[str]) -> None:
+def _judge(env: Environment, session: common.Session, books: _Books, progress: _Progress, started: set[str]) -> None:
     """Halts the rollout of a service one of whose new tasks (started, and so listed by its engine) stopped,
     turned unhealthy or ran out of time. A new task stays watched after it became healthy: one that exits
     before the apply ends fails it too (no "Apply complete" over tasks that exit right after starting)."""
     tasks = {t.id: t for cstate in session.observed.values() for t in cstate.tasks}
     now = env.clock.monotonic()
     for task_id, (service, deadline) in list(progress.started.items()):
-        if task_id not in started or ("start", task_id) in progress.failed:
+        if task_id not in started or ("start", task_id) in progress.failed or books.breaker(service):
             continue
         task = tasks.get(task_id)
         if task_id in progress.healthy:
@@ -245,7 +435,9 @@ def _judge(env: Environment, session: common.Session, progress: _Progress, start
         progress.halted.setdefault(service, f"a new task {why}")
 
 
-def _summary(env: Environment, session: common.Session, results: list[ActionResult], last: P.Plan, progress: _Progress) -> ExitStatus:
+def _summary(
+    env: Environment, session: common.Session, books: _Books, results: list[ActionResult], last: P.Plan, progress: _Progress
+) -> ExitStatus:
     for service, why in sorted(progress.halted.items()):
         sp = next((s for s in last.services if s.service == service), None)
         kept = sum(1 for c in session.observed.values() for t in c.tasks_of(service)
@@ -255,9 +447,19 @@ def _summary(env: Environment, session: common.Session, results: list[ActionResu
     failed = progress.failed
     started = len({r.task_id for r in results if r.ok and r.action == "start"} - {t for a, t in failed if a == "start"})
     stopped = sum(1 for r in results if r.ok and r.action == "stop")
-    env.out(f"Apply complete: {started} started, {stopped} stopped, {len(failed)} failed.")
-    if failed or progress.halted:
+    lines, deployment_failed = [], False
+    for sp in last.services:
+        ok, line = books.verdict(sp.cluster, sp.service)
+        if line:
+            lines.append(line)
+        if not ok and sp.service not in progress.halted:
+            deployment_failed = True
+    head = "Apply failed" if deployment_failed or progress.halted else "Apply complete"
+    env.out(f"{head}: {started} started, {stopped} stopped, {len(failed)} failed." + (f" {'; '.join(lines)}." if lines else ""))
+    if progress.halted or (failed and not deployment_failed):
         return ExitStatus.ERROR
+    if deployment_failed:
+        return ExitStatus.DEPLOYMENT_FAILED
     if last.unplaced:
         env.err(f"error: {last.unplaced} task(s) could not be placed (see the plan above)")
         return ExitStatus.UNPLACED
@@ -299,16 +501,27 @@ def _apply_locked(
     grace: float, wait: bool, timeout: float,
 ) -> ExitStatus:
     session.refresh()
+    books = _Books(env, session, write=True)
+    books.load()
+    books.resolve(env.clock.now())
     result = _plan(session, prune, names, grace)
     unreachable = session.report_unreachable()
-    env.out(result.render())
-    if not result.changed and all(sp.settled for sp in result.services):
+    env.out(_with_deployments(result, books).render())
+    if not result.changed and all(sp.settled for sp in result.services) and all(
+        books.finished(sp) for sp in result.services
+    ):
+        books.save()  # bookkeeping only: revisions registered, deployments of what already runs
+        status = _summary(env, session, books, [], result, _Progress()) if any(
+            not books.verdict(sp.cluster, sp.service)[0] for sp in result.services) else ExitStatus.OK
+        if status != ExitStatus.OK:
+            return status
         if result.unplaced:
             env.err(f"error: {result.unplaced} task(s) could not be placed")
             return ExitStatus.UNPLACED
         return ExitStatus.ERROR if unreachable else ExitStatus.OK
     _confirm(env, "Apply these changes?", yes)
-    status = _converge(env, session, result, prune, names, concurrency, grace, wait, timeout)
+    books.save()
+    status = _converge(env, session, books, result, prune, names, concurrency, grace, wait, timeout)
     # Record what every instance runs now, not what it ran before this apply: if an engine stops answering
     # before the next command, its tasks then count as running during --unreachable-grace instead of being
     # replaced at once (observation records them; an unreachable engine is no error here).

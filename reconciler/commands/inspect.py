@@ -16,8 +16,11 @@ from typing import Any
 
 from reconciler import observe, views
 from reconciler.commands import common
+from reconciler.commands.history import load as load_histories
+from reconciler.commands.history import service_history
 from reconciler.environment import Environment
 from reconciler.errors import ExitStatus, UserError
+from reconciler.model import history as H
 from reconciler.model import observed as obs
 from reconciler.model import spec
 from reconciler.planning import resources
@@ -30,36 +33,20 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _service_view(session: common.Session, svc: spec.Service) -> dict[str, Any]:
+def _service_view(session: common.Session, svc: spec.Service, history: H.History | None = None) -> dict[str, Any]:
     cstate = session.observed.get(svc.cluster)
     tasks = cstate.tasks_of(svc.name) if cstate else []
-    td = session.desired.task_definitions.get(svc.task_definition)
     statuses = [t.status() for t in tasks]
     running = sum(1 for s in statuses if s.last_status == obs.RUNNING)
     pending = sum(1 for s in statuses if s.last_status == obs.PENDING)
-    deployments = []
-    by_hash: dict[str, list[obs.Task]] = {}
-    for t in tasks:
-        by_hash.setdefault(t.task_hash, []).append(t)
-    primary = td.task_hash if td else ""
-    for h in sorted(by_hash, key=lambda h: h != primary):
-        group = by_hash[h]
-        deployments.append(
-            {
-                "status": "PRIMARY" if h == primary else "ACTIVE",
-                "taskDefinition": f"{svc.task_definition}@{h}",
-                "runningCount": sum(1 for t in group if t.status().last_status == obs.RUNNING),
-                "pendingCount": sum(1 for t in group if t.status().last_status == obs.PENDING),
-            }
-        )
     desired, source = session.env.state().scaled_counts([svc]).get(svc.name, (svc.desired_count, "manifest"))
     if svc.scheduling_strategy == spec.DAEMON:
         desired = len([i for i in session.desired.clusters[svc.cluster].all_instances() if i.status == spec.ACTIVE])
-    return {
+    view: dict[str, Any] = {
         "serviceName": svc.name,
         "cluster": svc.cluster,
         "status": "ACTIVE",
-        "taskDefinition": f"{svc.task_definition}@{primary}" if td else svc.task_definition,
+        "taskDefinition": svc.task_definition_ref,
         "desiredCount": desired,
         "desiredCountSource": source,
         "runningCount": running,
@@ -69,12 +56,34 @@ def _service_view(session: common.Session, svc: spec.Service) -> dict[str, Any]:
         "deploymentConfiguration": {
             "maximumPercent": svc.maximum_percent,
             "minimumHealthyPercent": svc.minimum_healthy_percent,
+            "deploymentCircuitBreaker": {"enable": svc.circuit_breaker, "rollback": svc.rollback},
+            "strategy": svc.strategy,
+            **({"bakeTimeInMinutes": svc.bake_time / 60} if svc.bake_time else {}),
+            **({"alarms": {"alarmNames": list(svc.alarms.names), "enable": svc.alarms.enable, "rollback": svc.alarms.rollback}}
+               if svc.alarms.names else {}),
         },
         "placementConstraints": [{"type": c.type, **({"expression": c.expression} if c.expression else {})} for c in svc.constraints],
         "placementStrategy": [{"type": s.type, **({"field": s.field} if s.field else {})} for s in svc.strategies],
-        "deployments": deployments,
-        "steady": running == desired and len(by_hash) <= 1 and pending == 0,
     }
+    primary = history.service(svc.name).primary if history is not None else None
+    if history is not None:
+        view.update(service_history(session, svc, history))
+    hashes = {t.task_hash for t in tasks if t.status().last_status != obs.STOPPED}
+    if primary is None:
+        view["state"] = "steady" if running == desired and len(hashes) <= 1 and pending == 0 else "converging"
+    elif primary.rollout_state == H.FAILED:
+        view["state"] = "FAILED"
+    elif primary.rollback_of:
+        view["state"] = "rolled back" if primary.rollout_state == H.COMPLETED else "rolling back"
+    elif primary.rollout_state == H.IN_PROGRESS:
+        view["state"] = "deploying"
+    else:
+        view["state"] = "steady" if running == desired and hashes <= {primary.task_hash} and pending == 0 else "converging"
+    blocked = history.service(svc.name).blocked if history is not None else None
+    if blocked is not None and view["state"] == "steady":
+        view["state"] = "rolled back"
+    view["steady"] = view["state"] == "steady"
+    return view
 
 
 def get(env: Environment, what: str, paths: Sequence[str], cluster: str | None, as_json: bool) -> ExitStatus:
@@ -96,16 +105,29 @@ def get(env: Environment, what: str, paths: Sequence[str], cluster: str | None, 
 
 def _get_services(env: Environment, session: common.Session, cluster: str | None, as_json: bool) -> None:
     services = [s for s in sorted(session.desired.services.values(), key=lambda s: (s.cluster, s.name)) if cluster in (None, s.cluster)]
-    views = [_service_view(session, s) for s in services]
+    hs = _histories(env, session, {s.cluster for s in services})
+    views = [_service_view(session, s, hs.get(s.cluster)) for s in services]
     if as_json:
         env.out(json.dumps({"services": views}, indent=2, sort_keys=True))
         return
     rows = [
-        [v["serviceName"], v["cluster"], v["taskDefinition"], v["desiredCount"], v["runningCount"], v["pendingCount"],
-         "steady" if v["steady"] else "converging"]
+        [v["serviceName"], v["cluster"], v["taskDefinition"].rpartition("/")[2], v["desiredCount"], v["runningCount"],
+         v["pendingCount"], v["state"]]
         for v in views
     ]
     env.out(_table(rows, ["SERVICE", "CLUSTER", "TASK DEFINITION", "DESIRED", "RUNNING", "PENDING", "STATE"]))
+
+
+def _histories(env: Environment, session: common.Session, clusters: set[str]) -> dict[str, H.History]:
+    """The clusters' histories; one that cannot be read is left out with a warning (the view still shows
+    what runs)."""
+    out: dict[str, H.History] = {}
+    for name in sorted(clusters):
+        try:
+            out.update(load_histories(session, [name]))
+        except UserError as e:
+            env.err(f"warning: {e.message}")
+    return out
 
 
 def _all_tasks(session: common.Session, cluster: str | None) -> list[obs.Task]:
@@ -204,7 +226,7 @@ def describe(env: Environment, what: str, name: str, paths: Sequence[str]) -> Ex
             svc = session.desired.services.get(name)
             if svc is None:
                 raise UserError(f"no service named {name} in the manifests")
-            view = _service_view(session, svc)
+            view = _service_view(session, svc, _histories(env, session, {svc.cluster}).get(svc.cluster))
             cstate = session.observed.get(svc.cluster)
             view["tasks"] = [views.describe_task(t) for t in (cstate.tasks_of(name) if cstate else [])]
             stopped = [e for e in env.state().stopped_tasks(svc.cluster) if e.get("group") == svc.group]

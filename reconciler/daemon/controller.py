@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler import observe, state
+from reconciler import histories, observe, state
 from reconciler.actions import gc
 from reconciler.actions.result import ActionResult
 from reconciler.actions.runner import Runner
@@ -34,10 +34,11 @@ from reconciler.daemon import status as status_view
 from reconciler.daemon.outcome import BUG, DONE, INVALID, OK, TRANSIENT, Outcome
 from reconciler.environment import Environment
 from reconciler.manifests import build, document, validate
+from reconciler.model import history as H
 from reconciler.model import observed as obs
 from reconciler.model import plan as P
 from reconciler.model import spec
-from reconciler.planning import planner
+from reconciler.planning import deployments, planner
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -96,6 +97,13 @@ class Controller:
         self._lock = threading.Lock()
         self._drift_logged: set[str] = set()
         self._workers: list[threading.Thread] = []
+        # Deployments: each written cluster's history (revisions, deployments, events), the starts that
+        # failed since the last pass of their service, and the states of the alarms deployments watch.
+        self.keeper = histories.Keeper(self.engines, self.store.path)
+        self.ids: Callable[[str], str] = histories.new_id
+        self._failed_starts: dict[str, dict[str, str]] = {}  # "cluster/service" -> task id -> message
+        self._pin_errors: dict[str, str] = {}
+        self.alarm_states: Callable[[], Mapping[str, str]] = dict
 
     # -- manifests --------------------------------------------------------------------------------
 
@@ -237,7 +245,7 @@ class Controller:
         """One pass over `key`, whatever goes wrong in it: an engine error is transient, anything else a bug."""
         try:
             return self.reconcile(key, self.clock.now())
-        except observe.api.EngineError as e:
+        except (observe.api.EngineError, histories.HistoryUnavailable) as e:
             return Outcome(error=str(e), kind=TRANSIENT)
         except Exception as e:  # noqa: BLE001 - any failure of one key must not kill the worker
             log.error("reconcile %s: unexpected %s", key, type(e).__name__, exc_info=True)
@@ -301,8 +309,12 @@ class Controller:
         if desired is None:
             return Outcome(error="no valid manifests yet", kind=INVALID)
         inflight = self.runner.inflight()
+        planned = desired
+        for name in desired.clusters:
+            with self.cluster_lock(name):
+                planned, _ = self._resolve(planned, [name], now)
         observed = self._observe(desired, desired.clusters)
-        result = planner.plan(desired, observed, now, self._options(desired, None, inflight))
+        result = planner.plan(planned, observed, now, self._options(planned, None, inflight))
         keys = tuple(
             triggers.service_key(sp.cluster, sp.service)
             for sp in result.services
@@ -324,30 +336,109 @@ class Controller:
             self.metrics.mark_success(self.last_success)
         return Outcome(enqueue=keys, kind=OK if valid else INVALID)
 
+    def _resolve(
+        self, desired: spec.DesiredState, clusters: list[str], now: float
+    ) -> tuple[spec.DesiredState, dict[str, deployments.Resolved]]:
+        """`desired` with what each service of the written `clusters` runs (its PRIMARY deployment's
+        revision), after registering new revisions and creating the deployments the manifests ask for
+        (saved before anything of them is launched). A service whose pin names no revision is left out and
+        logged once. Clusters another process writes plan with their manifests as they are."""
+        out: dict[str, deployments.Resolved] = {}
+        running: dict[str, spec.TaskDefinition] = {}
+        drop: set[str] = set()
+        for name in clusters:
+            if not self.owns(name):
+                continue
+            cluster = desired.clusters[name]
+            history = self.keeper.get(cluster)
+            resolved = deployments.resolve(history, desired, now, self.ids, self._counts(desired))
+            saved = self._save(cluster, history, resolved.history)
+            resolved = dataclasses.replace(resolved, history=saved)
+            out[name] = resolved
+            running.update(resolved.running)
+            for err in resolved.errors:
+                drop.add(err.service.name)
+                if self._pin_errors.get(err.service.name) != err.message:
+                    log.error("%s: spec.taskDefinition: %s; service %s is not reconciled", err.service.source,
+                              err.message, err.service.name, extra={"service": err.service.name, "cluster": name})
+                    self._pin_errors[err.service.name] = err.message
+        for svc_name in list(self._pin_errors):
+            if svc_name not in drop:
+                del self._pin_errors[svc_name]
+        planned = dataclasses.replace(desired, running={**desired.running, **running},
+                                      services={k: v for k, v in desired.services.items() if k not in drop})
+        return planned, out
+
+    def _counts(self, desired: spec.DesiredState) -> dict[str, int]:
+        return {name: count for name, (count, _) in self._scaled_counts(desired).items()}
+
+    def _save(self, cluster: spec.Cluster, before: H.History, after: H.History) -> H.History:
+        """Saves a changed history (its new events go to the log as well)."""
+        if after is before:
+            return before
+        known = {e.id for sh in before.services.values() for e in sh.events[:10]}
+        for service, sh in after.services.items():
+            for event in reversed(sh.events[:10]):
+                if event.id not in known:
+                    log.info(event.message, extra={"service": service, "cluster": cluster.name})
+                    if "deployment failed" in event.message:
+                        self.last_error = event.message
+        return self.keeper.put(cluster, after)
+
     def reconcile_service(self, cluster: str, service: str, now: float) -> Outcome:
-        """One pass over a service, under its cluster's lock: snapshot the work in flight, observe the
-        cluster, plan the service against both, launch what the plan says to do now, and return. Launched
-        work runs in the runner; its end enqueues the service again, as do engine events."""
+        """One pass over a service, under its cluster's lock: resolve what it runs (its deployment), snapshot
+        the work in flight, observe the cluster, plan the service against both, move its deployment on,
+        launch what the plan says to do now, and return. Launched work runs in the runner; its end enqueues
+        the service again, as do engine events."""
         desired = self.desired
         if desired is None or cluster not in desired.clusters:
             return DONE
+        key = f"{cluster}/{service}"
         with self.cluster_lock(cluster):
             if not self.owns(cluster):
                 log.debug("service %s: cluster is locked by another process; not reconciled", service, extra={"cluster": cluster})
                 return DONE
+            planned, resolved = self._resolve(desired, [cluster], now)
+            res = resolved[cluster]
+            svc = planned.services.get(service)
             inflight = self.runner.inflight()
             observed = self._observe(desired, {cluster: desired.clusters[cluster]})
-            result = planner.plan(desired, observed, now, self._options(desired, frozenset([service]), inflight))
+            result = planner.plan(planned, observed, now, self._options(planned, frozenset([service]), inflight))
             sp = next((s for s in result.services if s.service == service), None)
-            if sp is None:
+            if sp is None or svc is None:
                 return DONE
+            with self._lock:
+                failed = self._failed_starts.pop(key, {})
+            tasks = [t for t in observed[cluster].tasks_of(service) if t.id not in inflight.stopping]
+            history = deployments.progress(res.history, svc, sp, tasks, now, self.ids, failed, self.alarm_states())
+            if sp.unplaced:
+                history = deployments.add_event(history, service, deployments.unplaced_message(service, sp.unplaced_reason),
+                                                now, self.ids, repeat=False)
+            before = res.history.service(service).primary
+            history = self._save(desired.clusters[cluster], res.history, history)
+            after = history.service(service).primary
+            if before is not None and after is not None and (after.id != before.id or after.rollout_state != before.rollout_state):
+                return Outcome(requeue_after=0.0)  # what the service runs changed: plan again against it
             step, wait = self._gate(cluster, sp, observed[cluster], desired, now)
+            if service in res.frozen:
+                step = P.Step(stops=tuple(s for s in step.stops if s.already_stopped))
+            if after is not None and step.starts:
+                step = dataclasses.replace(step, starts=tuple(dataclasses.replace(s, deployment=after.id) for s in step.starts))
             if not step.empty:
                 self._log_plan(sp, step)
-                self.runner.launch(desired, step)
+                ids = self.runner.launch(planned, step)
+                self._save(desired.clusters[cluster], history, deployments.step_events(history, step, ids, now, self.ids))
         self._log_unplaced(sp)
-        requeue = [w for w in (wait, WAITING_POLL if sp.waiting else None) if w]
+        requeue = [w for w in (wait, WAITING_POLL if sp.waiting else None, self._bake_poll(svc, after, now)) if w]
         return Outcome(requeue_after=min(requeue) if requeue else None)
+
+    @staticmethod
+    def _bake_poll(svc: spec.Service, d: H.Deployment | None, now: float) -> float | None:
+        """When to look again at a deployment that bakes (or watches alarms) with nothing else to wake it."""
+        if d is None or d.done or d.steady_at is None:
+            return None
+        left = d.steady_at + svc.bake_time - now
+        return min(max(left, 0.05), WAITING_POLL * 5)
 
     def _gate(
         self, cluster: str, sp: P.ServicePlan, cstate: obs.ClusterState, desired: spec.DesiredState, now: float
@@ -426,6 +517,7 @@ class Controller:
         if r.action == "start" and not r.ok:
             now = self.clock.now()
             with self._lock:
+                self._failed_starts.setdefault(key, {})[r.task_id] = r.message
                 self._start_failed.add(key)
                 before = self.crash.get(key, crashloop.Backoff())
             if crashloop.wait(before, now) <= 0:  # one failure per round, however many starts of it failed

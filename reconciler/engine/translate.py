@@ -45,6 +45,8 @@ class TaskContext:
     container_ids: Mapping[str, str] = field(default_factory=dict)  # already-created containers of the task
     started_by: str = ""
     created_at: str = ""
+    revision: int | None = None
+    deployment: str = ""
 
 
 def task_owner(ctx: TaskContext) -> str:
@@ -83,6 +85,10 @@ def base_labels(ctx: TaskContext) -> dict[str, str]:
     }
     if ctx.service:
         out[L.SERVICE] = ctx.service
+    if ctx.revision is not None:
+        out[L.REVISION] = str(ctx.revision)
+    if ctx.deployment:
+        out[L.DEPLOYMENT] = ctx.deployment
     return out
 
 

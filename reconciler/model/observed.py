@@ -105,6 +105,13 @@ class Task:
     task_spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     created: float = 0.0
     started_by: str = ""
+    revision: int | None = None  # the registered revision it runs (None: started before revisions existed)
+    deployment: str = ""  # the deployment that started it
+
+    @property
+    def ref(self) -> str:
+        """`family:N`, or `family@hash` for a task started before its revision was numbered."""
+        return f"{self.family}:{self.revision}" if self.revision is not None else f"{self.family}@{self.task_hash}"
 
     @property
     def app_containers(self) -> tuple[Container, ...]:
@@ -322,6 +329,13 @@ def container_from_inspect(raw: Mapping[str, Any]) -> Container:
     )
 
 
+def _int_label(labels: Mapping[str, str], key: str) -> int | None:
+    try:
+        return int(labels[key])
+    except (KeyError, ValueError):
+        return None
+
+
 def group_tasks(cluster: str, instance: str, containers: Iterable[Container]) -> list[Task]:
     """Containers grouped into tasks by their task-id label."""
     by_task: dict[str, list[Container]] = {}
@@ -345,6 +359,8 @@ def group_tasks(cluster: str, instance: str, containers: Iterable[Container]) ->
                 task_spec=_json_label(labels, L.TASK_SPEC),
                 created=min(c.created for c in members),
                 started_by=labels.get(L.STARTED_BY, ""),
+                revision=_int_label(labels, L.REVISION),
+                deployment=labels.get(L.DEPLOYMENT, ""),
             )
         )
     return tasks

@@ -26,6 +26,7 @@ class StartTask:
     reason: str
     launch_type: str = spec.EC2
     group: str = ""
+    deployment: str = ""  # the deployment (ecs-svc/...) the task belongs to, once the history is known
 
     @property
     def family(self) -> str:
@@ -37,7 +38,8 @@ class StartTask:
             "cluster": self.cluster,
             "service": self.service,
             "instance": self.instance,
-            "taskDefinition": f"{self.family}@{self.task_definition.task_hash}",
+            "taskDefinition": self.task_definition.ref if self.task_definition.revision is not None
+            else f"{self.family}@{self.task_definition.task_hash}",
             "reason": self.reason,
         }
 
@@ -121,6 +123,7 @@ class ServicePlan:
     pruned: bool = False  # the service is gone from the manifests
     waiting: tuple[str, ...] = ()  # what the rollout waits for before its next step ("2 new task(s) to become healthy")
     advance: int = 0  # pending tasks whose next containers start now
+    deployment: str = ""  # what the service's deployment is doing, in one line (from its cluster's history)
 
     @property
     def changed(self) -> bool:
@@ -162,6 +165,7 @@ class ServicePlan:
             "pruned": self.pruned,
             "advance": self.advance,
             "waiting": list(self.waiting),
+            "deployment": self.deployment,
             "steps": [
                 {
                     "starts": [a.to_dict() for a in s.starts],
@@ -238,6 +242,8 @@ class Plan:
             if s.desired_source != "manifest":
                 head += f", {s.desired_source}"
             lines.append(head)
+            if s.deployment:
+                lines.append(f"  @ {s.deployment}")
             for w in s.warnings:
                 lines.append(f"  ! {w}")
             if not s.changed and not s.unplaced and not s.waiting:

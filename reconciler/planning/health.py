@@ -17,6 +17,15 @@ from reconciler.planning import dependencies
 
 MIN_SECONDS = 10.0
 MAX_SECONDS = 900.0
+# ECS: a task none of whose essential containers has a health check counts as healthy (toward the minimum
+# healthy percent, and for a deployment to complete) only once it has been RUNNING this long.
+UNCHECKED_SETTLE_SECONDS = 40.0
+# A deployment completes once each new task is available or, without a health check, has been RUNNING this
+# long (a process that exits right after it starts does not make a deployment COMPLETED; one that dies
+# later is the circuit breaker's). Like Nomad's `min_healthy_time`, shorter than ECS's 40 s so that a
+# deployment of tasks without health checks does not wait out the minimum-healthy rule when nothing old
+# has to go.
+UNCHECKED_STABLE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,28 @@ def verdict(task: obs.Task | None) -> Verdict:
     if status.last_status == obs.RUNNING and status.health == obs.HEALTHY:
         return Verdict(True)
     return Verdict(False)
+
+
+def checked(task: obs.Task) -> bool:
+    """Whether an essential container of `task` has a health check."""
+    return any(c.essential and c.spec.get("healthCheck") for c in task.app_containers)
+
+
+def available(task: obs.Task, now: float) -> bool:
+    """RUNNING and HEALTHY, and, without a health check on an essential container, running (since its
+    creation) for `UNCHECKED_SETTLE_SECONDS`: when ECS counts a task as healthy."""
+    status = task.status()
+    if status.last_status != obs.RUNNING or status.health != obs.HEALTHY:
+        return False
+    return checked(task) or now - task.created >= UNCHECKED_SETTLE_SECONDS
+
+
+def stable(task: obs.Task, now: float) -> bool:
+    """RUNNING and HEALTHY, and, without a health check, RUNNING for `UNCHECKED_STABLE_SECONDS`."""
+    status = task.status()
+    if status.last_status != obs.RUNNING or status.health != obs.HEALTHY:
+        return False
+    return checked(task) or now - task.created >= UNCHECKED_STABLE_SECONDS
 
 
 def seconds_allowed(task_spec: Mapping[str, Any]) -> float:

@@ -23,12 +23,10 @@ from reconciler.model import inflight as F
 from reconciler.model import observed as obs
 from reconciler.model import plan as P
 from reconciler.model import spec
-from reconciler.planning import dependencies, diff, placement, resources
+from reconciler.planning import dependencies, diff, health, placement, resources
 
 MAX_PROJECTED_STEPS = 1000
-# ECS: a task none of whose essential containers has a health check counts toward the minimum healthy
-# percent only once it has been RUNNING this long.
-UNCHECKED_SETTLE_SECONDS = 40.0
+UNCHECKED_SETTLE_SECONDS = health.UNCHECKED_SETTLE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def plan(
         for svc in desired.services_of(cluster_name):
             if options.targets is not None and svc.name not in options.targets:
                 continue
-            td = desired.task_definitions.get(svc.task_definition)
+            td = desired.task_definition_of(svc)
             if td is None:
                 continue
             count, source = options.desired_counts.get(svc.name, (svc.desired_count, "manifest"))
@@ -199,7 +197,7 @@ class _ClusterPlanner:
         if inst.status == spec.DRAINING:
             return f"instance {task.instance} is DRAINING"
         if task.task_hash != td.task_hash:
-            return f"task definition {td.family} changed"
+            return f"task definition {td.family} changed" if td.revision is None else f"runs {task.ref}, not {td.ref}"
         return None
 
     def _failed(self, task: obs.Task, grace: int) -> bool:
@@ -209,9 +207,7 @@ class _ClusterPlanner:
     def _settled(self, task: obs.Task) -> bool:
         """Whether a RUNNING, HEALTHY task counts as available: at once with a health check on an essential
         container, else once it has been running `UNCHECKED_SETTLE_SECONDS` (from its creation)."""
-        if any(c.essential and c.spec.get("healthCheck") for c in task.app_containers):
-            return True
-        return self.now - task.created >= UNCHECKED_SETTLE_SECONDS
+        return health.checked(task) or self.now - task.created >= UNCHECKED_SETTLE_SECONDS
 
     def _pending(self, task: obs.Task, out: _Sorted) -> bool:
         """Moves a PENDING task on (its next containers) or fails it; False when it failed."""
@@ -652,7 +648,8 @@ def capacity(desired: spec.DesiredState, observed: Mapping[str, obs.ClusterState
     The auto scaler clamps to this, and says so, rather than asking for tasks that fit nowhere.
     """
     svc = desired.services[service]
-    td = desired.task_definitions[svc.task_definition]
+    td = desired.task_definition_of(svc)
+    assert td is not None
     state = observed.get(svc.cluster) or obs.ClusterState(svc.cluster, {}, ())
     cp = _ClusterPlanner(desired.clusters[svc.cluster], state, 0.0)
     running = sum(1 for t in cp.live if t.service == service)
