@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, help="creates at once per engine (stops run wider: all at once, up to 64)")
     p.add_argument("--lock-wait", metavar="DURATION")
 
-    p = sub.add_parser("get", help="list services, tasks, instances, task-definitions [FAMILY], deployments SERVICE")
-    p.add_argument("what", choices=["services", "tasks", "instances", "task-definitions", "deployments"])
+    p = sub.add_parser("get", help="list services, tasks, instances, task-definitions [FAMILY], deployments SERVICE, alarms")
+    p.add_argument("what", choices=["services", "tasks", "instances", "task-definitions", "deployments", "alarms"])
     _paths(p)
     _common(p)
     p.add_argument("--cluster")
@@ -226,6 +226,8 @@ def dispatch(args: argparse.Namespace, env: Environment) -> int:
             if not args.paths:
                 raise UserError("get deployments: expected SERVICE (get deployments SERVICE [PATH...])")
             return history.get_deployments(env, args.paths[0], args.paths[1:], args.json)
+        if args.what == "alarms":
+            return history.get_alarms(env, args.paths, args.json)
         if args.what == "task-definitions":
             family, paths = _leading_name(args.paths)
             return history.get_task_definitions(env, paths, family, args.json)

@@ -521,7 +521,19 @@ def _apply_locked(
         return ExitStatus.ERROR if unreachable else ExitStatus.OK
     _confirm(env, "Apply these changes?", yes)
     books.save()
-    status = _converge(env, session, books, result, prune, names, concurrency, grace, wait, timeout)
+    alarms = None
+    if wait and any(s.alarms.enable for s in session.desired.services.values()):
+        from reconciler.daemon import alarmwatch
+
+        alarms = alarmwatch.AlarmWatch(env.state().path, env.clock)  # predefined metrics need the daemon's stats
+        alarms.adopt(None, books.manifest)
+        alarms.start()
+        books.alarm_states = alarms.states
+    try:
+        status = _converge(env, session, books, result, prune, names, concurrency, grace, wait, timeout)
+    finally:
+        if alarms is not None:
+            alarms.stop()
     # Record what every instance runs now, not what it ran before this apply: if an engine stops answering
     # before the next command, its tasks then count as running during --unreachable-grace instead of being
     # replaced at once (observation records them; an unreachable engine is no error here).

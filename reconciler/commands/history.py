@@ -202,3 +202,19 @@ def events(env: Environment, service: str | None, paths: Sequence[str], follow: 
     finally:
         session.close()
     return ExitStatus.OK
+
+
+def get_alarms(env: Environment, paths: Sequence[str], as_json: bool) -> ExitStatus:
+    """The manifests' alarms with the states the daemon (or an apply that waited) last saved."""
+    from reconciler.alarms import report
+    from reconciler.alarms import store as alarm_store
+
+    desired = common.load_desired(env, paths)
+    rows = report.rows(desired.alarms, alarm_store.AlarmStore(env.state().path).load(), env.clock.now())
+    if as_json:
+        env.out(json.dumps({"MetricAlarms": rows}, indent=2, sort_keys=True, default=str))
+        return ExitStatus.OK
+    table = [[r["AlarmName"], r["StateValue"] + (" (stale)" if r.get("Stale") else ""), r.get("StateUpdatedTimestamp") or "-",
+              f"{r['Statistic']} {r['ComparisonOperator']} {r['Threshold']:g}", r.get("StateReason") or ""] for r in rows]
+    env.out(_table(table, ["ALARM", "STATE", "SINCE", "CONDITION", "REASON"]))
+    return ExitStatus.OK

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.commands import common
-from reconciler.daemon import autoscaler, membership, server, triggers
+from reconciler.daemon import alarmwatch, autoscaler, membership, server, triggers
 from reconciler.daemon import controller as C
 from reconciler.daemon import metrics as M
 from reconciler.environment import Environment
@@ -199,14 +199,18 @@ def watch(env: Environment, options: WatchOptions) -> ExitStatus:
     ctl.membership = members
     scaler = autoscaler.Autoscaler(ctl, scaling_period)
     ctl.listeners.append(scaler.adopt)  # restores the saved counts when the first desired state arrives
+    alarms = alarmwatch.AlarmWatch(ctl.store.path, env.clock, scaler.utilisation, metrics,
+                                   on_service=lambda svc: ctl.enqueue(triggers.service_key(svc.cluster, svc.name)))
+    ctl.listeners.append(alarms.adopt)
+    ctl.alarm_states = alarms.states
     try:
-        return _run(ctl, members, scaler, options, settings, metrics, interval)
+        return _run(ctl, members, scaler, alarms, options, settings, metrics, interval)
     finally:
         members.close()
 
 
-def _run(ctl: C.Controller, members: membership.Membership, scaler: autoscaler.Autoscaler, options: WatchOptions,
-         settings: C.Settings, metrics: M.Metrics, interval: float) -> ExitStatus:
+def _run(ctl: C.Controller, members: membership.Membership, scaler: autoscaler.Autoscaler, alarms: alarmwatch.AlarmWatch,
+         options: WatchOptions, settings: C.Settings, metrics: M.Metrics, interval: float) -> ExitStatus:
     poller: _GitPoller | None = None
     shown = ", ".join(settings.paths)
     if options.git:
@@ -241,8 +245,9 @@ def _run(ctl: C.Controller, members: membership.Membership, scaler: autoscaler.A
                 raise UserError(str(e)) from None
             stack.callback(http.stop)
             log.info("listening on %s (/healthz /readyz /metrics /status)", http.url)
-        stoppers = [scaler.stop, *_start_triggers(ctl, settings, poller), members.stop_following]
+        stoppers = [scaler.stop, alarms.stop, *_start_triggers(ctl, settings, poller), members.stop_following]
         scaler.start()
+        alarms.start()
         ctl.start_workers()
         ctl.enqueue(triggers.ALL)
         log.info("watching %s; clusters: %s", shown, ", ".join(members.held()) or "none")

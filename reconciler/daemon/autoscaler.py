@@ -56,6 +56,7 @@ class Autoscaler:
         self._restored = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._collecting = threading.Lock()  # one stats round at a time (they share `previous`)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -146,7 +147,25 @@ class Autoscaler:
         self._persist(desired, services)
         return out
 
-    def _collect(self, desired: spec.DesiredState, services: list[spec.Service], observed: Mapping[str, obs.ClusterState], now: float) -> None:
+    def utilisation(self, service: str, metric_type: str) -> float | None:
+        """The service's current CPU or memory utilisation (percent, as ECS defines it) from one stats round
+        over its running tasks, for alarms on a predefined metric; None while none of its tasks is measured."""
+        desired = self.ctl.desired
+        svc = desired.services.get(service) if desired is not None else None
+        if svc is None:
+            return None
+        now = time.time()
+        self._collect(desired, [svc], self.ctl.snapshot().observed, now, custom=False)
+        window = self.samples.window(service, metric_type, 60.0, now)
+        return window[-1][1] if window else None
+
+    def _collect(self, desired: spec.DesiredState, services: list[spec.Service], observed: Mapping[str, obs.ClusterState], now: float,
+                 custom: bool = True) -> None:
+        with self._collecting:
+            self._collect_locked(desired, services, observed, now, custom)
+
+    def _collect_locked(self, desired: spec.DesiredState, services: list[spec.Service], observed: Mapping[str, obs.ClusterState],
+                        now: float, custom: bool) -> None:
         """Utilisation of every scaled service's running tasks, from concurrent one-shot stats."""
         jobs: list[tuple[api.Engine, str]] = []
         layout: dict[str, list[tuple[obs.Task, list[str]]]] = {}
@@ -185,14 +204,15 @@ class Autoscaler:
                 self.samples.add(svc.name, policy.CPU, now, cpu)
             if memory is not None:
                 self.samples.add(svc.name, policy.MEMORY, now, memory)
-            custom = [m for m in self._config(svc).metrics() if m.url]
-            if custom:
-                for key, value in self.custom.collect(svc.name, custom, now).items():
+            customized = [m for m in self._config(svc).metrics() if m.url] if custom else []
+            if customized:
+                for key, value in self.custom.collect(svc.name, customized, now).items():
                     self.samples.add(svc.name, key, now, value)
-                self._report_metric_errors(svc, custom)
-        for cid in list(self.previous):
-            if cid not in live:
-                del self.previous[cid]
+                self._report_metric_errors(svc, customized)
+        if custom:  # a round over every scaled service: stats of containers it did not see are stale
+            for cid in list(self.previous):
+                if cid not in live:
+                    del self.previous[cid]
 
     def _report_metric_errors(self, svc: spec.Service, metrics: list[policy.Metric]) -> None:
         """Logs a customized metric once when it starts failing and once when it answers again (a source
