@@ -377,6 +377,10 @@ class Controller:
         if after is before:
             return before
         known = {e.id for sh in before.services.values() for e in sh.events[:10]}
+        if self.metrics:
+            for service, sh in after.services.items():
+                if sh.primary is not None and (svc := (self.desired.services.get(service) if self.desired else None)) is not None:
+                    self.metrics.set_deployment(svc.cluster, service, sh.primary.rollout_state, sh.primary.failed_tasks)
         for service, sh in after.services.items():
             for event in reversed(sh.events[:10]):
                 if event.id not in known:
@@ -571,6 +575,7 @@ class Controller:
                 last_error=self.last_error,
                 queue_depth=len(self.queue),
                 locks=self.membership.report() if self.membership is not None else None,
+                histories={name: h for name in (desired.clusters if desired else {}) if (h := self.keeper.loaded(name)) is not None},
             )
 
 

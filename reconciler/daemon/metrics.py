@@ -24,6 +24,7 @@ ACTION_KINDS = ("start", "stop", "advance", "deploy")
 DESIRED_SOURCES = ("manifest", "autoscaling")
 SCALING_DIRECTIONS = ("out", "in", "none")
 ALARM_STATES = alarms.STATES
+ROLLOUT_STATES = ("IN_PROGRESS", "COMPLETED", "FAILED")
 
 # A reconcile pass can pull images and wait on deployments: buckets reach minutes, not the default 10s.
 RECONCILE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -95,6 +96,16 @@ class Metrics:
             ["alarm", "state"],
             registry=r,
         )
+        self.rollout = prom.Gauge(
+            PREFIX + "deployment_rollout_state",
+            "1 for the rollout state of the service's PRIMARY deployment (IN_PROGRESS, COMPLETED, FAILED), 0 for the others.",
+            ["cluster", "service", "state"],
+            registry=r,
+        )
+        self.failed_tasks = prom.Gauge(
+            PREFIX + "deployment_failed_tasks", "Failed tasks the PRIMARY deployment's circuit breaker counts.",
+            ["cluster", "service"], registry=r,
+        )
         self._commit: str | None = None
 
     # -- reconcile loop ------------------------------------------------------------------------------
@@ -142,6 +153,18 @@ class Metrics:
         for source in DESIRED_SOURCES:
             _remove(self.desired, cluster, service, source)
         _remove(self.backoff, cluster, service)
+        for state in ROLLOUT_STATES:
+            _remove(self.rollout, cluster, service, state)
+        _remove(self.failed_tasks, cluster, service)
+
+    def set_deployment(self, cluster: str, service: str, rollout_state: str, failed_tasks: int) -> None:
+        """The PRIMARY deployment's rollout state (its series 1, the others 0) and failed-task count."""
+        _check("rollout state", rollout_state, ROLLOUT_STATES)
+        self.rollout.labels(cluster, service, rollout_state).set(1)
+        for other in ROLLOUT_STATES:
+            if other != rollout_state:
+                self.rollout.labels(cluster, service, other).set(0)
+        self.failed_tasks.labels(cluster, service).set(failed_tasks)
 
     def set_engine_up(self, cluster: str, endpoint: str, up: bool) -> None:
         self.engine_up.labels(cluster, endpoint).set(1 if up else 0)

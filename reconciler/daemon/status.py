@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.daemon import crashloop
+from reconciler.model import history as H
 from reconciler.model import inflight as F
 from reconciler.model import observed as obs
 from reconciler.model import spec
+from reconciler.planning import deployments
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Snapshot:
     last_error: str | None
     queue_depth: int
     locks: Mapping[str, Any] | None
+    histories: Mapping[str, H.History] = None  # type: ignore[assignment]
 
 
 def view(snap: Snapshot) -> dict[str, Any]:
@@ -62,6 +65,7 @@ def view(snap: Snapshot) -> dict[str, Any]:
                     }
                     for t, s in zip(tasks, statuses, strict=True)
                 ],
+                **_deployment(snap, svc, tasks),
                 "crashLoop": (
                     {"recentFailures": len(loop.failures), "nextReplacementAt": crashloop.next_attempt(loop)}
                     if loop and loop.failures
@@ -69,8 +73,10 @@ def view(snap: Snapshot) -> dict[str, Any]:
                 ),
             }
         )
+    unreachable = sorted(i.endpoint for c in snap.observed.values() for i in c.instances.values() if not i.reachable)
     out: dict[str, Any] = {
-        "ready": snap.ready,
+        "ready": snap.ready and not unreachable,
+        "unreachableEngines": unreachable,
         "appliedCommit": snap.revision,
         "manifests": {"valid": not snap.manifest_errors, "errors": list(snap.manifest_errors)},
         "lastSuccessfulReconcile": snap.last_success,
@@ -80,4 +86,24 @@ def view(snap: Snapshot) -> dict[str, Any]:
     }
     if snap.locks is not None:
         out["clusterLocks"] = snap.locks
+    return out
+
+
+def _deployment(snap: Snapshot, svc: spec.Service, tasks: list[obs.Task]) -> dict[str, Any]:
+    """The service's revision, deployments and the one-line reason it does not run what it is asked to."""
+    history = (snap.histories or {}).get(svc.cluster)
+    if history is None:
+        return {}
+    sh = history.service(svc.name)
+    primary = sh.primary
+    out: dict[str, Any] = {
+        "taskDefinition": primary.task_definition if primary else svc.task_definition_ref,
+        "rolloutState": primary.rollout_state if primary else None,
+        "deployments": [deployments.deployment_view(d, tasks) for d in sh.deployments if d.status != H.INACTIVE],
+        "lastError": None,
+    }
+    if primary is not None and sh.blocked is not None:
+        out["lastError"] = deployments.blocked_line(sh, primary)
+    elif primary is not None and primary.rollout_state == H.FAILED:
+        out["lastError"] = f"deployment {primary.id} FAILED: {primary.rollout_state_reason}"
     return out
