@@ -78,6 +78,7 @@ class Keeper:
         try:
             generation = self._store(cluster).save(H.to_json(history), history.generation)
         except ledger.HistoryError as e:
+            self.forget(cluster.name)  # read it again next time: another writer may have moved it on
             raise HistoryUnavailable(f"cluster {cluster.name}: cannot save its history: {e}") from None
         saved = H.History(history.cluster, history.revisions, history.services, generation)
         with self._lock:

@@ -10,6 +10,7 @@ through `actions`, `exec` only runs a command in a container that exists.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from reconciler.commands import common, inspect
 from reconciler.engine import api
 from reconciler.environment import Environment
 from reconciler.errors import ExitStatus, UserError
+from reconciler.model import history as H
 from reconciler.model import observed as obs
 from reconciler.model import plan as P
 from reconciler.model import spec
@@ -40,18 +42,42 @@ def _cluster(desired: spec.DesiredState, name: str | None) -> str:
     raise UserError(f"the manifests declare {len(desired.clusters)} clusters; choose one with --cluster")
 
 
+def _revision(session: common.Session, cluster: str, td: spec.TaskDefinition, number: int | None) -> spec.TaskDefinition:
+    """`FAMILY:N`: exactly revision N of the cluster's history. `FAMILY`: the manifest's spec, numbered when
+    the history has it (run-task registers nothing: that is apply's, under the writer lock)."""
+    from reconciler.commands.history import load
+
+    try:
+        history = load(session, [cluster])[cluster]
+    except UserError:
+        if number is not None:
+            raise
+        return td  # the history cannot be read: the manifest's spec runs, unnumbered
+    if number is None:
+        rev = history.by_hash(td.family, td.task_hash)
+        return dataclasses.replace(td, revision=rev.number) if rev is not None else td
+    rev = history.revision(td.family, number)
+    if rev is None:
+        known = H.describe_revisions(history.revisions_of(td.family))
+        raise UserError(f"no revision {number} of {td.family} in cluster {cluster}; revisions: {known}")
+    return rev.task_definition(td.warnings)
+
+
 def run_task(
     env: Environment, family: str, paths: Sequence[str], cluster: str | None, count: int, wait: bool, launch_type: str
 ) -> ExitStatus:
     if count < 1:
         raise UserError("--count must be at least 1")
-    name = family.split(":")[0]
+    name, _, number = family.removeprefix("task-definition/").partition(":")
+    if number and not number.isdigit():
+        raise UserError(f"run-task {family}: expected FAMILY or FAMILY:REVISION")
     session = common.open_session(env, paths)
     try:
         td = session.desired.task_definitions.get(name)
         if td is None:
             raise UserError(f"no task definition family {name} in the manifests")
         cname = _cluster(session.desired, cluster)
+        td = _revision(session, cname, td, int(number) if number else None)
         if session.report_unreachable():
             env.err("warning: some engines are unreachable; placing on the others")
         starts, unplaced, reason = planner.run_task(

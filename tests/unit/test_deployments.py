@@ -282,3 +282,19 @@ def test_a_task_without_a_health_check_reports_unknown_health():
                       spec={"name": "app", "essential": True})
     task = obs.Task("t", "c1", "i1", "service:web", "web", "h", "web", (c,))
     assert views.describe_task(task)["healthStatus"] == "UNKNOWN"
+
+
+def test_run_task_runs_exactly_the_pinned_revision(tmp_path):
+    w = World(tmp_path)
+    ctl = w.controller()
+    for version in ("1", "2"):
+        w.write(manifest(version, count=1))
+        w.settle(ctl, rounds=4)
+    env = w.env()
+    assert cli.run(["run-task", "web:1", str(tmp_path / "m")], env) == 0, env.stderr.getvalue()
+    one_off = [c for c in w.engine.running() if labels.SERVICE not in c["Config"]["Labels"]]
+    assert [c["Config"]["Env"]["VERSION"] for c in one_off] == ["1"]
+    assert one_off[0]["Config"]["Labels"][labels.REVISION] == "1"
+    env = w.env()
+    assert cli.run(["run-task", "web:7", str(tmp_path / "m")], env) == ExitStatus.ERROR
+    assert "no revision 7 of web in cluster c1; revisions: 1-2" in env.stderr.getvalue()
