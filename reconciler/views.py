@@ -12,6 +12,14 @@ from reconciler.model import history as H
 from reconciler.model import observed as obs
 
 
+def health_status(task: obs.Task, status: obs.TaskStatus) -> str:
+    """The task's healthStatus as ECS reports it: UNKNOWN when none of its essential containers has a
+    health check (the planner's HEALTHY for such a task means only "nothing says otherwise")."""
+    if any(c.essential and c.spec.get("healthCheck") for c in task.app_containers):
+        return status.health
+    return "UNKNOWN"
+
+
 def describe_task(task: obs.Task, last_status: str | None = None) -> dict[str, Any]:
     """A task in the shape of ECS describe-tasks."""
     status = task.status()
@@ -50,8 +58,7 @@ def describe_task(task: obs.Task, last_status: str | None = None) -> dict[str, A
         **({"taskDefinitionArn": H.arn("task-definition", task.ref)} if task.revision is not None else {}),
         "lastStatus": last_status or status.last_status,
         "desiredStatus": "RUNNING",
-        # ECS: UNKNOWN for a task none of whose essential containers has a health check.
-        "healthStatus": status.health if any(c.essential and c.spec.get("healthCheck") for c in task.app_containers) else "UNKNOWN",
+        "healthStatus": health_status(task, status),
         "startedBy": task.started_by,
         "createdAt": datetime.fromtimestamp(task.created, UTC).isoformat(timespec="seconds") if task.created else None,
         "containers": containers,

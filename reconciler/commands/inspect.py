@@ -148,11 +148,11 @@ def _get_tasks(env: Environment, session: common.Session, cluster: str | None, a
         env.out(json.dumps({"tasks": tasks}, indent=2, sort_keys=True))
         return
     rows = [
-        [t["taskId"][:12], t["group"], t["containerInstance"], t["lastStatus"], t["healthStatus"],
+        [t["taskId"][:12], t["group"], t["taskDefinition"], t["containerInstance"], t["lastStatus"], t["healthStatus"],
          ",".join(c["name"] for c in t["containers"]), _ports(t)]
         for t in tasks
     ]
-    env.out(_table(rows, ["TASK", "GROUP", "INSTANCE", "STATUS", "HEALTH", "CONTAINERS", "PORTS"]))
+    env.out(_table(rows, ["TASK", "GROUP", "TASK DEFINITION", "INSTANCE", "STATUS", "HEALTH", "CONTAINERS", "PORTS"]))
 
 
 def _instance_views(session: common.Session, cluster: str | None) -> list[dict[str, Any]]:
@@ -241,7 +241,7 @@ def describe(env: Environment, what: str, name: str, paths: Sequence[str]) -> Ex
             backoff = env.state().backoff(svc.cluster).get(name)
             if backoff:
                 view["crashLoopBackoff"] = backoff
-            env.out(json.dumps({"services": [view]}, indent=2, sort_keys=True))
+            env.out(json.dumps({"services": [view], "failures": []}, indent=2, sort_keys=True))
         elif what == "task":
             try:
                 task = views.describe_task(find_task(session, name))

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler import views
 from reconciler.daemon import crashloop
 from reconciler.model import history as H
 from reconciler.model import inflight as F
@@ -61,7 +62,8 @@ def view(snap: Snapshot) -> dict[str, Any]:
                         "instance": t.instance,
                         "lastStatus": "DEACTIVATING" if t.id in snap.inflight.stopping else s.last_status,
                         "desiredStatus": "STOPPED" if t.id in snap.inflight.stopping else "RUNNING",
-                        "healthStatus": s.health,
+                        "healthStatus": views.health_status(t, s),
+                        "taskDefinition": t.ref,
                     }
                     for t, s in zip(tasks, statuses, strict=True)
                 ],
