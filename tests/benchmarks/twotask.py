@@ -8,8 +8,9 @@ it ignores SIGTERM and every stop of it waits out its whole stopTimeout (checked
 not essential (only `app` is); it starts once `app` is HEALTHY (`dependsOn`). Bridge network mode, so reconciler
 gives each task its own network.
 
-Also: the same shape made directly with the docker SDK (for the floors), the engine's container events with
-their receipt time, small grouping helpers over reconciler's labels, and `start_engine_with_pool`. Must not import
+Also: the same shape made directly with the docker SDK (for the floors; `sdk_rollout` brings up a set of such tasks,
+optionally replacing an old set as a rolling deployment would), the engine's container events with their receipt
+time, small grouping helpers over reconciler's labels, `clear` and `start_engine_with_pool`. Must not import
 reconciler.
 
 Address pools: each bridge-mode task with several containers gets its own network, and a stock dockerd's default
@@ -21,11 +22,13 @@ Benchmarks of 50 such tasks start their engine with `--default-address-pool` (`s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +113,126 @@ def sdk_create_task(client, name: str, stop_timeout: int = 30, labels: dict[str,
         )
         ids.append(c["Id"])
     return net, ids[0], ids[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class SdkTask:
+    network: str
+    app: str
+    sidecar: str
+
+
+def sdk_stop_task(client, task: SdkTask, stop_timeout: int) -> None:
+    """What reconciler does to stop one such task: sidecar first (its dependent), then app, each with its stop
+    timeout; then both containers and the network removed."""
+    client.api.stop(task.sidecar, timeout=stop_timeout)
+    client.api.stop(task.app, timeout=stop_timeout)
+    for cid in (task.sidecar, task.app):
+        client.api.remove_container(cid)
+    client.api.remove_network(task.network)
+
+
+def sdk_rollout(
+    client, n: int, prefix: str, stop_timeout: int = 30, old: list[SdkTask] | tuple[SdkTask, ...] = (),
+    threads: int = 8, stop_threads: int = 64, timeout: float = 300.0,
+) -> tuple[float, float, list[SdkTask]]:
+    """Brings up `n` tasks of this shape with the SDK, as fast as `threads` workers can: per task create the network
+    and both containers and start app; on app's `health_status: healthy` event start sidecar (every create and start
+    goes through the `threads` pool; nobody holds a thread while a health check is pending). With `old` (running
+    tasks of this shape), each time a new task is up (its sidecar started) one old task starts stopping on a pool of
+    `stop_threads` (`sdk_stop_task`): the most a rolling deployment with minimumHealthyPercent 100 may stop, and
+    maximumPercent 200 lets all `n` new tasks start at once.
+
+    Returns (seconds until the last new sidecar started, seconds until the last old task was removed (0.0 without
+    `old`), the new tasks), all timed from the first engine call."""
+    jobs: queue.Queue = queue.Queue()
+    pending: dict[str, SdkTask] = {}  # app id -> its task, until app is healthy
+    made: list[SdkTask] = []
+    to_stop = list(old)
+    lock = threading.Lock()
+    counts = {"up": 0, "stopped": 0}
+    marks = {"up": 0.0, "stopped": 0.0}
+    done = threading.Event()
+    failures: list[BaseException] = []
+    events = Events(client)
+    stops = ThreadPoolExecutor(max(1, stop_threads), thread_name_prefix="floor-stop")
+
+    def finished() -> bool:
+        return counts["up"] == n and counts["stopped"] == len(old)
+
+    def stop(task: SdkTask) -> None:
+        try:
+            sdk_stop_task(client, task, stop_timeout)
+        except BaseException as e:  # noqa: BLE001 - reported after the run
+            failures.append(e)
+            done.set()
+            return
+        with lock:
+            counts["stopped"] += 1
+            if counts["stopped"] == len(old):
+                marks["stopped"] = time.perf_counter() - t0
+            if finished():
+                done.set()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                _, event = events.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if action(event) == "health_status: healthy":
+                with lock:
+                    task = pending.pop(event.get("id"), None)
+                if task:
+                    jobs.put(("sidecar", task))
+
+    def work() -> None:
+        while not done.is_set():
+            try:
+                kind, arg = jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                if kind == "task":
+                    task = SdkTask(*sdk_create_task(client, f"{prefix}{arg}", stop_timeout=stop_timeout))
+                    with lock:
+                        pending[task.app] = task
+                        made.append(task)
+                    client.api.start(task.app)
+                else:
+                    client.api.start(arg.sidecar)
+                    with lock:
+                        counts["up"] += 1
+                        if counts["up"] == n:
+                            marks["up"] = time.perf_counter() - t0
+                        victim = to_stop.pop(0) if to_stop else None
+                        if finished():
+                            done.set()
+                    if victim is not None:
+                        stops.submit(stop, victim)
+            except BaseException as e:  # noqa: BLE001 - reported after the run
+                failures.append(e)
+                done.set()
+
+    time.sleep(0.2)  # the event stream is connected
+    t0 = time.perf_counter()
+    for i in range(n):
+        jobs.put(("task", i))
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+    watcher = threading.Thread(target=watch, daemon=True)
+    for t in [watcher, *workers]:
+        t.start()
+    if not done.wait(timeout=timeout):
+        failures.append(TimeoutError(f"the SDK rollout brought up {counts['up']} of {n} tasks and removed "
+                                     f"{counts['stopped']} of {len(old)} old ones in {timeout:.0f} s"))
+    done.set()
+    for t in [watcher, *workers]:
+        t.join()
+    stops.shutdown(wait=True)
+    events.close()
+    if failures:
+        raise RuntimeError(f"the SDK floor failed: {failures[0]!r}")
+    return marks["up"], marks["stopped"], made
 
 
 def sidecar_ignores_sigterm(client, timeout: int = 2) -> float:
@@ -216,6 +339,21 @@ def settled(client, service: str, count: int) -> bool:
     """Exactly `count` tasks, each with app healthy and sidecar running, and nothing else of the service."""
     tasks = tasks_of(client, service)
     return len(tasks) == count and all(task_up(m) and len(m) == 2 for m in tasks.values())
+
+
+def clear(client, volumes: bool = False) -> None:
+    """Every container and every network but the engine's own (per-task networks too: a later apply would otherwise
+    spend its time sweeping them as leftovers); with `volumes`, every volume too (reconciler's history lives in one)."""
+    ids = [c["Id"] for c in client.api.containers(all=True)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: client.api.remove_container(i, force=True), ids))
+    nets = [x["Id"] for x in client.api.networks() if x["Name"] not in ("bridge", "host", "none")]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(client.api.remove_network, nets))
+    if volumes:
+        names = [v["Name"] for v in (client.api.volumes() or {}).get("Volumes") or []]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda v: client.api.remove_volume(v, force=True), names))
 
 
 def start_engine_with_pool(engines_lib, directory: Path, pool: str = ADDRESS_POOL):
