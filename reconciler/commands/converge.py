@@ -180,15 +180,19 @@ class _Books:
             raise UserError(f"{len(errors)} service(s) pin a revision that does not exist; nothing was changed")
         self.session.desired = dataclasses.replace(self.manifest, running=running)
 
-    def save(self) -> None:
+    def save(self, final: bool = False) -> None:
+        """Saves the changed histories: before this returns when a deployment is new or ended (or `final`),
+        else in the background (events, counts)."""
         if not self.write:
             return
         try:
             for name, res in self.resolved.items():
                 cluster = self.manifest.clusters[name]
-                if res.history is not self.histories[name]:
-                    self.histories[name] = self.keeper.put(cluster, res.history)
-                    self.resolved[name] = dataclasses.replace(res, history=self.histories[name])
+                before = self.histories[name]
+                if res.history is not before:
+                    self.histories[name] = self.keeper.put(cluster, res.history, wait=histories.milestone(before, res.history))
+            if final:
+                self.keeper.flush()
         except histories.HistoryUnavailable as e:
             raise UserError(str(e)) from None
 
@@ -283,8 +287,8 @@ class _Books:
             return False, note
         if d.rollout_state == H.FAILED:
             return False, f"deployment {d.id} FAILED: {d.rollout_state_reason} {service} runs what was left of it"
-        if d.rollout_state != H.COMPLETED:
-            return False, f"deployment {d.id} is {d.rollout_state}; {service} runs {d.task_definition} partly"
+        if d.rollout_state != H.COMPLETED:  # cut short (--no-wait, --timeout, tasks that fit nowhere): not a failure
+            return True, f"deployment {d.id} of {d.task_definition} is {d.rollout_state}"
         return True, f"{service} runs {d.task_definition} (deployment {d.id} COMPLETED)"
 
 
@@ -298,6 +302,7 @@ class _Progress:
     halted: dict[str, str] = field(default_factory=dict)  # service -> why its rollout halted
     failed: set[tuple[str, str]] = field(default_factory=set)  # (action, task id) that failed
     reported: set[str] = field(default_factory=set)  # task ids whose failure was printed
+    counted: set[str] = field(default_factory=set)  # failed starts of services whose circuit breaker counts them
 
 
 def _runner(env: Environment, session: common.Session, concurrency: int, on_result) -> Runner:
@@ -318,7 +323,10 @@ def _converge(
         if r.ok and r.action == "start" and r.task_id in progress.launched:
             progress.started[r.task_id] = progress.launched.pop(r.task_id)
         if not r.ok:
-            progress.failed.add((r.action, r.task_id))
+            if r.action == "start" and r.service and books.breaker(r.service):
+                progress.counted.add(r.task_id)  # the circuit breaker's to count, not this command's to fail on
+            else:
+                progress.failed.add((r.action, r.task_id))
             if r.action == "start" and r.service:
                 books.failed_starts.setdefault(r.service, {})[r.task_id] = r.message
                 if not books.breaker(r.service):
@@ -345,7 +353,7 @@ def _converge(
             session.refresh()
             _judge(env, session, books, progress, started)
             result = _pass_plan(session, books, prune, _active(names, result, progress), grace, inflight)
-            done = all((sp.settled and books.finished(sp)) or sp.service in progress.halted
+            done = all((sp.settled and (books.finished(sp) or sp.unplaced)) or sp.service in progress.halted
                        or (books.finished(sp) and books.primary(sp.cluster, sp.service) is not None
                            and books.primary(sp.cluster, sp.service).rollout_state == H.FAILED)
                        for sp in result.services)
@@ -360,7 +368,7 @@ def _converge(
                 break
     finally:
         runner.shutdown()
-        books.save()
+        books.save(final=True)
     return _summary(env, session, books, runner.results, result, progress)
 
 
@@ -446,6 +454,7 @@ def _summary(
         env.out(f"deploy {service}: FAILED deployment halted: {why}" + (f"; {kept} old task(s) kept running" if kept else ""))
     failed = progress.failed
     started = len({r.task_id for r in results if r.ok and r.action == "start"} - {t for a, t in failed if a == "start"})
+    breaker_failed = len(progress.counted)
     stopped = sum(1 for r in results if r.ok and r.action == "stop")
     lines, deployment_failed = [], False
     for sp in last.services:
@@ -455,7 +464,7 @@ def _summary(
         if not ok and sp.service not in progress.halted:
             deployment_failed = True
     head = "Apply failed" if deployment_failed or progress.halted else "Apply complete"
-    env.out(f"{head}: {started} started, {stopped} stopped, {len(failed)} failed." + (f" {'; '.join(lines)}." if lines else ""))
+    env.out(f"{head}: {started} started, {stopped} stopped, {len(failed) + breaker_failed} failed." + (f" {'; '.join(lines)}." if lines else ""))
     if progress.halted or (failed and not deployment_failed):
         return ExitStatus.ERROR
     if deployment_failed:
@@ -510,7 +519,7 @@ def _apply_locked(
     if not result.changed and all(sp.settled for sp in result.services) and all(
         books.finished(sp) for sp in result.services
     ):
-        books.save()  # bookkeeping only: revisions registered, deployments of what already runs
+        books.save(final=True)  # bookkeeping only: revisions registered, deployments of what already runs
         status = _summary(env, session, books, [], result, _Progress()) if any(
             not books.verdict(sp.cluster, sp.service)[0] for sp in result.services) else ExitStatus.OK
         if status != ExitStatus.OK:

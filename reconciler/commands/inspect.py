@@ -126,7 +126,9 @@ def _histories(env: Environment, session: common.Session, clusters: set[str]) ->
         try:
             out.update(load_histories(session, [name]))
         except UserError as e:
-            env.err(f"warning: {e.message}")
+            cstate = session.observed.get(name)
+            if cstate is None or all(i.reachable for i in cstate.instances.values()):  # else said already
+                env.err(f"warning: {e.message}")
     return out
 
 

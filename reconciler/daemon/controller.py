@@ -210,6 +210,10 @@ class Controller:
             if abandon is not None and abandon.is_set():
                 return False
         self.runner.shutdown()
+        try:
+            self.keeper.flush()
+        except histories.HistoryUnavailable as e:
+            log.error("%s", e)
         self.engines.close()
         return True
 
@@ -387,7 +391,7 @@ class Controller:
                     log.info(event.message, extra={"service": service, "cluster": cluster.name})
                     if "deployment failed" in event.message:
                         self.last_error = event.message
-        return self.keeper.put(cluster, after)
+        return self.keeper.put(cluster, after, wait=histories.milestone(before, after))
 
     def reconcile_service(self, cluster: str, service: str, now: float) -> Outcome:
         """One pass over a service, under its cluster's lock: resolve what it runs (its deployment), snapshot
@@ -409,7 +413,12 @@ class Controller:
             observed = self._observe(desired, {cluster: desired.clusters[cluster]})
             result = planner.plan(planned, observed, now, self._options(planned, frozenset([service]), inflight))
             sp = next((s for s in result.services if s.service == service), None)
-            if sp is None or svc is None:
+            if sp is None:
+                return DONE
+            if svc is None:  # no longer declared: --prune removes its tasks; it has no deployment any more
+                if not sp.now.empty:
+                    self._log_plan(sp, sp.now)
+                    self.runner.launch(planned, sp.now)
                 return DONE
             with self._lock:
                 failed = self._failed_starts.pop(key, {})

@@ -28,6 +28,7 @@ MISSING_IMAGE = "localhost/nope:1"
 
 # Label keys, spelled out here on purpose: the tests check the product's labels, not its constants.
 MANAGED = "io.reconciler.managed"
+HISTORY = "io.reconciler.history"  # the cluster's history container (never a task's)
 SERVICE = "io.reconciler.service"
 TASK = "io.reconciler.task-id"
 CONTAINER = "io.reconciler.container"
@@ -312,3 +313,52 @@ def parse_time(value: str) -> datetime:
         zone = rest[len(digits) :]
         value = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     return datetime.fromisoformat(value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sampling in the background ("never fewer than N at any poll")
+
+
+class Sampler:
+    """Calls `sample()` every `interval` seconds from a thread, from `start()` (or entering the `with` block) to
+    `stop()` (or leaving it): `samples` is [(monotonic time, value)]. `stop()` raises AssertionError naming the
+    exception if a call of `sample` raised (sampling ended there)."""
+
+    def __init__(self, sample: Callable[[], Any], interval: float = 0.1):
+        import threading
+
+        self.sample = sample
+        self.interval = interval
+        self.samples: list[tuple[float, Any]] = []
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._done.is_set():
+                self.samples.append((time.monotonic(), self.sample()))
+                self._done.wait(self.interval)
+        except BaseException as exc:  # noqa: BLE001 - raised again by stop()
+            self.error = exc
+
+    def start(self) -> Sampler:
+        self._thread.start()
+        wait_for(lambda: self.samples or self.error, timeout=10, what="the first sample")
+        return self
+
+    def wait_past(self, t: float, timeout: float = 10.0) -> None:
+        """Waits until a sample was taken after monotonic time `t`."""
+        wait_for(lambda: self.error or (self.samples and self.samples[-1][0] > t), timeout, what=f"a sample after {t}")
+
+    def stop(self, check: bool = True) -> None:
+        self._done.set()
+        self._thread.join(10)
+        if check and self.error is not None:
+            raise AssertionError(f"sampling failed after {len(self.samples)} samples: {self.error!r}") from self.error
+
+    def __enter__(self) -> Sampler:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.stop(check=exc_type is None)  # never hides the error that left the block

@@ -174,7 +174,7 @@ def assert_whole(client, service: str, desired: int) -> None:
         f"per-task networks {[n['Name'] for n in networks]} do not match the tasks {sorted(tasks)}"
     )
     unlabelled = [c["Names"] for c in client.api.containers(all=True) if c["Labels"].get(h.MANAGED) != "true"
-                  and not any(k.startswith("io.reconciler.lock") for k in c["Labels"])]  # fmt: skip
+                  and not any(k.startswith(("io.reconciler.lock", h.HISTORY)) for k in c["Labels"])]  # fmt: skip
     assert unlabelled == [], f"containers reconciler does not own: {unlabelled}"
 
 

@@ -30,7 +30,7 @@ def _exited(ws, task_id: str, name: str) -> dict:
 
 def test_oom_kill_is_explained_with_the_memory_limit(ws, engine_reports_oom):
     ws.write("hog.yaml", h.task_definition("hog", h.container("hog", h.OOM, memory=16)), h.service("hog", "hog", 1))
-    ws.apply()
+    ws.cli("apply", "--yes", check=1)  # the task dies within its first seconds: no deployment is COMPLETED over it
     hog = _only_task(ws, "hog")
     assert _exited(ws, hog, "hog")["State"]["OOMKilled"] is True
 
