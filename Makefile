@@ -64,7 +64,8 @@ demo: deps venv
 	DOCKER_HOST=$(DEMO_HOST) $(VENV)/bin/reconciler validate manifests/ \
 	    && DOCKER_HOST=$(DEMO_HOST) $(VENV)/bin/reconciler apply manifests/ --yes \
 	    && DOCKER_HOST=$(DEMO_HOST) $(VENV)/bin/reconciler get services manifests/ \
-	    && DOCKER_HOST=$(DEMO_HOST) $(VENV)/bin/reconciler get tasks manifests/
+	    && DOCKER_HOST=$(DEMO_HOST) $(VENV)/bin/reconciler get tasks manifests/ \
+	    && DOCKER_HOST=$(DEMO_HOST) $(VENV)/bin/reconciler get deployments web manifests/
 
 bench: deps venv
 	@shopt -s nullglob; benches=(tests/benchmarks/*_bench.py); \
