@@ -463,7 +463,8 @@ def _summary(
             lines.append(line)
         if not ok and sp.service not in progress.halted:
             deployment_failed = True
-    head = "Apply failed" if deployment_failed or progress.halted else "Apply complete"
+    head = ("Apply failed" if deployment_failed or progress.halted or failed
+            else "Apply incomplete" if last.unplaced else "Apply complete")
     env.out(f"{head}: {started} started, {stopped} stopped, {len(failed) + breaker_failed} failed." + (f" {'; '.join(lines)}." if lines else ""))
     if progress.halted or (failed and not deployment_failed):
         return ExitStatus.ERROR

@@ -124,7 +124,13 @@ def service_history(session: common.Session, svc: spec.Service, history: H.Histo
     tasks = cstate.tasks_of(svc.name) if cstate else []
     region = session.desired.clusters[svc.cluster].region
     sh = history.service(svc.name)
-    shown = [d for d in sh.deployments if d.status != H.INACTIVE] or list(sh.deployments[:1])
+    # As describe-services, the deployments that are not INACTIVE; and the FAILED one the manifests still ask
+    # for (what the PRIMARY rolled back, or the latest FAILED while the service is held back), so the
+    # failure stays in sight until the manifests move on.
+    failed = {sh.blocked.deployment} if sh.blocked is not None else set()
+    if sh.primary is not None and sh.primary.rollback_of:
+        failed.add(sh.primary.rollback_of)
+    shown = [d for d in sh.deployments if d.status != H.INACTIVE or d.id in failed] or list(sh.deployments[:1])
     out: dict[str, Any] = {
         "serviceArn": H.arn("service", f"{svc.cluster}/{svc.name}", region),
         "clusterArn": H.arn("cluster", svc.cluster, region),

@@ -450,7 +450,7 @@ class Controller:
         """When to look again at a deployment that bakes (or watches alarms) with nothing else to wake it."""
         if d is None or d.done or d.steady_at is None:
             return None
-        left = d.steady_at + svc.bake_time - now
+        left = d.steady_at + (0.0 if d.rollback_of else svc.bake_time) - now
         return min(max(left, 0.05), WAITING_POLL * 5)
 
     def _gate(

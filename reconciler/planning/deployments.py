@@ -364,13 +364,14 @@ def _steady(
         if d.steady_at is not None:
             return _replace(sh, dataclasses.replace(d, steady_at=None, updated_at=now))
         return sh
+    bake = 0.0 if d.rollback_of else svc.bake_time  # a rollback returns to what completed before: no bake
     if d.steady_at is None:
         d = dataclasses.replace(d, steady_at=now, updated_at=now)
         sh = _replace(sh, d)
-        if svc.bake_time > 0:
+        if bake > 0:
             sh = _event(sh, f"(service {svc.name}) (deployment {d.id}) new tasks are healthy; baking for "
                             f"{svc.bake_time / 60:g} minutes.", now, ids)
-    if now - d.steady_at < svc.bake_time:
+    if now - d.steady_at < bake:
         return sh
     done = dataclasses.replace(d, rollout_state=H.COMPLETED, rollout_state_reason=f"ECS deployment {d.id} completed.", updated_at=now)
     sh = _replace(sh, done)

@@ -292,11 +292,6 @@ def test_a_failing_revision_trips_the_breaker_rolls_back_and_is_not_started_agai
     assert settled(ws.client, desired, "1"), snapshot(ws.client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconciler bug: describe service drops the FAILED deployment once its rollback COMPLETED "
-    "(planning/deployments.py _retire makes it INACTIVE; commands/history.py service_history hides INACTIVE ones)",
-)
 def test_describe_service_shows_the_failed_deployment_and_its_rollback(ws):
     deploy_failing_revision(ws)
     shown = {d["rolloutState"]: d for d in ws.describe_service("web")["deployments"]}

@@ -161,7 +161,7 @@ def test_task_too_big_for_every_instance_is_unplaced_and_apply_exits_3(fleet):
     assert sum(1 for line in wide if "+ start task on" in line) == 3, plan.stdout
 
     result = ws.apply(check=3)
-    assert "Apply complete: 3 started, 0 stopped, 0 failed." in result.stdout, result.stdout
+    assert "Apply incomplete: 3 started, 0 stopped, 0 failed." in result.stdout, result.stdout
     assert "2 task(s) could not be placed" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert fleet.counts("wide") == [1, 1, 1], fleet.describe("wide")

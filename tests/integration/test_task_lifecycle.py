@@ -44,7 +44,7 @@ def test_oom_kill_is_explained_with_the_memory_limit(ws, engine_reports_oom):
     (listed,) = ws.describe_service("hog")["tasks"]
     assert listed["taskId"] == hog and "OutOfMemoryError" in listed["stoppedReason"]
 
-    ws.apply()  # replaces it: the containers are removed, the stopped-task history keeps the explanation
+    ws.cli("apply", "--yes", check=1)  # replaces it (and the new one dies too): the stopped-task history keeps the explanation
     assert h.managed(ws.client, task_id=hog) == []
     recorded = ws.describe_task(hog)
     assert recorded["lastStatus"] == "STOPPED" and recorded["stopCode"] == "EssentialContainerExited"

@@ -109,8 +109,7 @@ def test_apply_without_yes_or_terminal_changes_nothing(ws):
     assert "refusing to change anything without confirmation" in result.stderr and "--yes" in result.stderr
     assert "Traceback" not in result.stderr
     assert h.managed(ws.client) == []
-    # Only the cluster's history is left (revisions and deployments outlive the tasks, as in ECS).
-    assert [c["Names"] for c in ws.client.api.containers(all=True)] == [["/reconciler-history.test"]]
+    assert ws.client.api.containers(all=True) == []  # not even the cluster's history: nothing was confirmed
 
     ws.apply()
     ws.write("app.yaml", h.task_definition("app", h.container("app")), h.service("app", "app", 0))
@@ -134,7 +133,8 @@ def test_destroy_removes_everything_managed(ws):
 
     result = ws.cli("destroy", "--yes", check=0)
     assert "Destroy: 4 to remove." in result.stdout
-    assert ws.client.api.containers(all=True) == []
+    # Only the cluster's history is left (revisions and deployments outlive the tasks, as in ECS).
+    assert [c["Names"] for c in ws.client.api.containers(all=True)] == [["/reconciler-history.test"]]
     assert _default_networks(ws.client) == ["bridge", "host", "none"]
     again = ws.cli("destroy", "--yes", check=0)
     assert "Destroy: 0 to remove." in again.stdout
