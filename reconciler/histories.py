@@ -61,6 +61,7 @@ class Keeper:
         self._stores: dict[str, Any] = {}  # cluster -> ledger.History
         self._pending: dict[str, tuple[spec.Cluster, H.History]] = {}
         self._errors: dict[str, str] = {}
+        self._unsaved: set[str] = set()  # clusters whose last save failed: nothing is launched before one succeeds
         self._lock = threading.Lock()
         self._saving = threading.Lock()  # one save at a time (generations follow one another)
         self._wake = threading.Condition(self._lock)
@@ -92,6 +93,7 @@ class Keeper:
             if cluster.name not in self._histories:
                 self._histories[cluster.name] = history
                 self._generations[cluster.name] = record.generation
+                self._unsaved.discard(cluster.name)  # what is loaded is what counts
             return self._histories[cluster.name]
 
     def loaded(self, name: str) -> H.History | None:
@@ -105,6 +107,8 @@ class Keeper:
                 return history
             self._histories[cluster.name] = history
             self._pending[cluster.name] = (cluster, history)
+            if cluster.name in self._unsaved:
+                wait = True
             if not wait:
                 self._start_writer()
                 self._wake.notify_all()
@@ -128,13 +132,16 @@ class Keeper:
             except ledger.HistoryError as e:
                 message = f"cluster {name}: cannot save its history: {e}"
                 with self._lock:
-                    if e.generation is not None:  # it got somewhere (the local copy, some engines): it counts there
-                        self._generations[name] = max(self._generations.get(name, 0), e.generation)
-                    if "another writer" in str(e):
-                        self._histories.pop(name, None)  # read it again next time: someone moved it on
+                    if e.generation is not None or "another writer" in str(e):
+                        # It got somewhere (the local copy, some engines) or someone else moved it on: read it
+                        # again next time (what this process kept is there, if it was the newest), never
+                        # write over a generation whose content is not known.
+                        self._histories.pop(name, None)
                         self._pending.pop(name, None)
+                        self._generations.pop(name, None)
                     else:
                         self._pending.setdefault(name, item)  # retried with the next put or flush
+                    self._unsaved.add(name)
                     self._errors[name] = message
                 if raise_errors:
                     raise HistoryUnavailable(message) from None
@@ -143,6 +150,8 @@ class Keeper:
             with self._lock:
                 self._generations[name] = saved
                 self._errors.pop(name, None)
+                if name not in self._pending:
+                    self._unsaved.discard(name)
 
     def _start_writer(self) -> None:
         if self._writer is None or not self._writer.is_alive():
@@ -161,6 +170,17 @@ class Keeper:
             with self._lock:
                 if name in self._pending and name in self._errors:
                     self._wake.wait(1.0)  # a failing save: try again, but not in a tight loop
+
+    def ready(self, name: str) -> None:
+        """Raises HistoryUnavailable while the last save of `name` failed and none has succeeded since (so
+        nothing of a deployment that might not be recorded is launched); tries the save again first."""
+        with self._lock:
+            unsaved = name in self._unsaved
+        if unsaved:
+            self._save(name, raise_errors=True)
+            with self._lock:
+                if name in self._unsaved:
+                    raise HistoryUnavailable(self._errors.get(name, f"cluster {name}: its history is not saved"))
 
     def flush(self) -> None:
         """Saves everything pending now; HistoryUnavailable names the first cluster that could not be saved."""

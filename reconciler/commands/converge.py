@@ -80,7 +80,7 @@ def plan(
     session = common.open_session(env, paths)
     try:
         common.require_services(session.desired, names)
-        books = _Books(env, session, write=False)
+        books = _Books(env, session, write=False, targets=names)
         books.load()
         books.resolve(env.clock.now())
         result = _with_deployments(_plan(session, prune, names, grace), books)
@@ -143,11 +143,12 @@ class _Books:
     writer lock, resolved before each pass plans and moved on from what the pass saw; saved only when
     `write` (never by `plan`)."""
 
-    def __init__(self, env: Environment, session: common.Session, write: bool):
+    def __init__(self, env: Environment, session: common.Session, write: bool, targets: frozenset[str] | None = None):
         self.env = env
         self.session = session
         self.manifest = session.desired  # as the manifests say; session.desired is what the passes plan
         self.write = write
+        self.targets = targets
         self.keeper = histories.Keeper(session.engines, env.state().path)
         self.histories: dict[str, H.History] = {}
         self.resolved: dict[str, deployments.Resolved] = {}
@@ -170,7 +171,7 @@ class _Books:
         running: dict[str, spec.TaskDefinition] = {}
         errors = []
         for name, history in self.histories.items():
-            res = deployments.resolve(history, self.manifest, now, histories.new_id, counts)
+            res = deployments.resolve(history, self.manifest, now, histories.new_id, counts, self.targets)
             self.resolved[name] = res
             running.update(res.running)
             errors += res.errors
@@ -511,7 +512,7 @@ def _apply_locked(
     grace: float, wait: bool, timeout: float,
 ) -> ExitStatus:
     session.refresh()
-    books = _Books(env, session, write=True)
+    books = _Books(env, session, write=True, targets=names)
     books.load()
     books.resolve(env.clock.now())
     result = _plan(session, prune, names, grace)
@@ -521,8 +522,13 @@ def _apply_locked(
         books.finished(sp) for sp in result.services
     ):
         books.save(final=True)  # bookkeeping only: revisions registered, deployments of what already runs
-        status = _summary(env, session, books, [], result, _Progress()) if any(
-            not books.verdict(sp.cluster, sp.service)[0] for sp in result.services) else ExitStatus.OK
+        if any(not books.verdict(sp.cluster, sp.service)[0] for sp in result.services):
+            status = _summary(env, session, books, [], result, _Progress())
+        else:
+            status = ExitStatus.OK
+            lines = [line for sp in result.services if (line := books.verdict(sp.cluster, sp.service)[1])]
+            if lines:
+                env.out(f"Nothing to apply: {'; '.join(lines)}.")
         if status != ExitStatus.OK:
             return status
         if result.unplaced:
@@ -535,8 +541,12 @@ def _apply_locked(
     if wait and any(s.alarms.enable for s in session.desired.services.values()):
         from reconciler.daemon import alarmwatch
 
-        alarms = alarmwatch.AlarmWatch(env.state().path, env.clock)  # predefined metrics need the daemon's stats
-        alarms.adopt(None, books.manifest)
+        alarms = alarmwatch.AlarmWatch(env.state().path, env.clock)
+        measured = {n: a for n, a in books.manifest.alarms.items() if "predefinedMetricType" not in a.metric}
+        for name in sorted(set(books.manifest.alarms) - set(measured)):
+            env.err(f"warning: alarm {name} reads a service's utilisation, which only the daemon measures; "
+                    "this apply does not evaluate it (a running watch does)")
+        alarms.adopt(None, dataclasses.replace(books.manifest, alarms=measured))
         alarms.start()
         books.alarm_states = alarms.states
     try:

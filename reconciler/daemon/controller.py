@@ -316,7 +316,11 @@ class Controller:
         planned = desired
         for name in desired.clusters:
             with self.cluster_lock(name):
-                planned, _ = self._resolve(planned, [name], now)
+                try:
+                    planned, _ = self._resolve(planned, [name], now)
+                except histories.HistoryUnavailable as e:  # that cluster waits; the others go on
+                    log.error("%s", e, extra={"cluster": name})
+                    self.last_error = str(e)
         observed = self._observe(desired, desired.clusters)
         result = planner.plan(planned, observed, now, self._options(planned, None, inflight))
         keys = tuple(
@@ -369,8 +373,8 @@ class Controller:
         for svc_name in list(self._pin_errors):
             if svc_name not in drop:
                 del self._pin_errors[svc_name]
-        planned = dataclasses.replace(desired, running={**desired.running, **running},
-                                      services={k: v for k, v in desired.services.items() if k not in drop})
+        # A service whose pin names no revision stays declared (never pruned) and is left alone.
+        planned = dataclasses.replace(desired, running={**desired.running, **running})
         return planned, out
 
     def _counts(self, desired: spec.DesiredState) -> dict[str, int]:
@@ -413,7 +417,7 @@ class Controller:
             observed = self._observe(desired, {cluster: desired.clusters[cluster]})
             result = planner.plan(planned, observed, now, self._options(planned, frozenset([service]), inflight))
             sp = next((s for s in result.services if s.service == service), None)
-            if sp is None:
+            if sp is None or service in self._pin_errors:
                 return DONE
             if svc is None:  # no longer declared: --prune removes its tasks; it has no deployment any more
                 if not sp.now.empty:
@@ -438,6 +442,7 @@ class Controller:
             if after is not None and step.starts:
                 step = dataclasses.replace(step, starts=tuple(dataclasses.replace(s, deployment=after.id) for s in step.starts))
             if not step.empty:
+                self.keeper.ready(cluster)  # nothing is launched while the history may not record it
                 self._log_plan(sp, step)
                 ids = self.runner.launch(planned, step)
                 self._save(desired.clusters[cluster], history, deployments.step_events(history, step, ids, now, self.ids))

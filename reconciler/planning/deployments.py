@@ -150,9 +150,11 @@ def register(history: H.History, td: spec.TaskDefinition, now: float) -> tuple[H
 
 def resolve(
     history: H.History, desired: spec.DesiredState, now: float, ids: Ids, counts: Mapping[str, int] | None = None,
+    targets: frozenset[str] | None = None,
 ) -> Resolved:
     """Registers the revisions the cluster's services use and creates the deployments their manifests ask
-    for (see the module docstring). `counts` are desired counts that override the manifests' (auto scaling)."""
+    for (see the module docstring). `counts` are desired counts that override the manifests' (auto scaling);
+    with `targets`, only those services are resolved (`apply --target` deploys nothing else)."""
     counts = counts or {}
     running: dict[str, spec.TaskDefinition] = {}
     frozen: dict[str, str] = {}
@@ -160,7 +162,7 @@ def resolve(
     errors: list[PinError] = []
     for svc in desired.services_of(history.cluster):
         td = desired.task_definitions.get(svc.task_definition)
-        if td is None:
+        if td is None or (targets is not None and svc.name not in targets):
             continue
         history, latest = register(history, td, now)
         if svc.revision is None:
@@ -186,9 +188,10 @@ def blocked_line(sh: H.ServiceHistory, primary: H.Deployment) -> str:
     """"manifest asks web:4; deployment ecs-svc/… FAILED at …: …; running web:3 after rollback"."""
     b = sh.blocked
     assert b is not None
-    after = "after rollback" if primary.rollback_of else "(not rolled back)"
-    return (f"manifest asks {b.ref}; deployment {b.deployment} FAILED at {H.timestamp(b.at)}: {b.reason}; "
-            f"running {primary.task_definition} {after}")
+    head = f"manifest asks {b.ref}; deployment {b.deployment} FAILED at {H.timestamp(b.at)}: {b.reason}"
+    if primary.rollback_of:
+        return f"{head}; running {primary.task_definition} after rollback"
+    return f"{head}; not rolled back: it launches nothing more and the service keeps the tasks it had"
 
 
 def _deploy(
@@ -201,8 +204,11 @@ def _deploy(
     primary = sh.primary
     if sh.blocked is not None and sh.blocked.fingerprint == wanted and primary is not None:
         return history, primary
+    if sh.blocked is not None:  # the manifests ask for something else now: the failure is behind us
+        sh = dataclasses.replace(sh, blocked=None)
+        history = history.with_service(svc.name, sh)
     if primary is not None and (primary.fingerprint == wanted):
-        if primary.desired_count != desired:
+        if primary.desired_count != desired and svc.scheduling_strategy != spec.DAEMON:  # DAEMON: progress counts
             primary = dataclasses.replace(primary, desired_count=desired)
             history = history.with_service(svc.name, _replace(sh, primary))
         return history, primary
@@ -334,7 +340,8 @@ def _fail(svc: spec.Service, sh: H.ServiceHistory, d: H.Deployment, reason: str,
     sh = _replace(sh, dataclasses.replace(d, rollout_state=H.FAILED, rollout_state_reason=f"{why}.", updated_at=now))
     sh = _event(sh, f"(service {svc.name}) (deployment {d.id}) deployment failed: {reason}.", now, ids)
     summary = reason if by_alarm else f"{d.failed_tasks} {reason}"
-    sh = dataclasses.replace(sh, blocked=H.Blocked(d.fingerprint, d.id, summary, now, d.task_definition))
+    if d.rollback_of is None or sh.blocked is None:  # a rollback that fails leaves the original failure blocked
+        sh = dataclasses.replace(sh, blocked=H.Blocked(d.fingerprint, d.id, summary, now, d.task_definition))
     target = sh.last_completed(excluding=d.id) if rollback else None
     if target is None:
         if rollback:

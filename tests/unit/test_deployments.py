@@ -3,6 +3,7 @@ breaker and its rollback, a failed revision not retried, bake time, alarms, hist
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sys
 from pathlib import Path
@@ -298,3 +299,33 @@ def test_run_task_runs_exactly_the_pinned_revision(tmp_path):
     env = w.env()
     assert cli.run(["run-task", "web:7", str(tmp_path / "m")], env) == ExitStatus.ERROR
     assert "no revision 7 of web in cluster c1; revisions: 1-2" in env.stderr.getvalue()
+
+
+def test_after_a_rollback_asking_for_the_good_revision_clears_the_failure(tmp_path):
+    w = World(tmp_path)
+    ctl = w.controller()
+    w.write(manifest("good"))
+    w.settle(ctl, rounds=4)
+    w.write(manifest("bad"))
+    w.settle(ctl, rounds=20)
+    assert w.history(ctl).service("web").blocked is not None
+    w.write(manifest("good", pin=":1"))
+    w.settle(ctl, rounds=4)
+    sh = w.history(ctl).service("web")
+    assert sh.blocked is None and sh.primary.task_definition == "web:1" and w.running("good") == 4
+
+
+def test_a_rollback_whose_tasks_fail_too_does_not_bring_the_failed_revision_back():
+    from reconciler.model import spec
+
+    svc = spec.Service("web", "c1", "web", 4, circuit_breaker=True, rollback=True)
+    n = iter(range(1, 1000))
+    ids = lambda kind: f"ecs-svc/{next(n)}"  # noqa: E731
+    good = H.Deployment("ecs-svc/a", "web", 1, "h1", "f1", 4, 0.0, 0.0, rollout_state=H.COMPLETED)
+    bad = H.Deployment("ecs-svc/b", "web", 2, "h2", "f2", 4, 1.0, 1.0, failed_tasks=3)
+    sh = H.ServiceHistory(deployments=(bad, dataclasses.replace(good, status=H.ACTIVE)))
+    sh = deployments._fail(svc, sh, bad, "tasks failed to start", True, 2.0, ids)
+    back = sh.primary
+    assert back.rollback_of == "ecs-svc/b" and sh.blocked.fingerprint == "f2"
+    sh = deployments._fail(svc, sh, dataclasses.replace(back, failed_tasks=3), "tasks failed to start", False, 3.0, ids)
+    assert sh.blocked.fingerprint == "f2"  # still the revision that failed first: the manifest's ask stays blocked
