@@ -365,7 +365,7 @@ class History:
             return False
         try:
             os.makedirs(self.local_dir or ".", exist_ok=True)
-            state._write_text(self.local_file, data.decode())
+            state.write_text(self.local_file, data.decode(), sync=True)
         except OSError as e:
             log.warning("cannot write the local copy of the history of cluster %s (%s)", self.cluster.name, e)
             return False

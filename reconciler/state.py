@@ -77,7 +77,7 @@ class StateDir:
         if os.path.getsize(path) > STOPPED_LOG_LIMIT * 4096:
             with open(path, encoding="utf-8") as fh:
                 lines = fh.read().splitlines()[-STOPPED_LOG_LIMIT:]
-            _write_text(path, "\n".join(lines) + "\n")
+            write_text(path, "\n".join(lines) + "\n")
 
     def save_backoff(self, cluster: str, entries: Mapping[str, Any]) -> None:
         """The daemon's crash-loop backoff per service, for `describe service`."""
@@ -138,16 +138,20 @@ class StateDir:
 
 
 def _write_json(path: str, value: Any) -> None:
-    _write_text(path, json.dumps(value, sort_keys=True))
+    write_text(path, json.dumps(value, sort_keys=True))
 
 
-def _write_text(path: str, text: str) -> None:
-    """Replaces `path` atomically through a temporary file of its own (unique per call, not per process)."""
+def write_text(path: str, text: str, sync: bool = False) -> None:
+    """Replaces `path` atomically through a temporary file of its own (unique per call, not per process);
+    with `sync`, the content is on disk before the rename (what survives a crash is whole)."""
     directory, name = os.path.split(path)
     fd, tmp = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 from reconciler.alarms import evaluate as E
-from reconciler.state import StateDir
+from reconciler.state import StateDir, write_text
 
 FILE = "alarms.json"
 VERSION = 1
@@ -86,7 +85,7 @@ class AlarmStore:
             "alarms": {name: to_dict(s) for name, s in sorted(states.items())},
         }
         os.makedirs(self.directory, exist_ok=True)
-        _replace(self.path, json.dumps(document, sort_keys=True, indent=1) + "\n")
+        write_text(self.path, json.dumps(document, sort_keys=True, indent=1) + "\n", sync=True)
 
     def load(self) -> dict[str, E.AlarmState]:
         """The saved states by alarm name; {} without a readable file."""
@@ -104,22 +103,3 @@ class AlarmStore:
             if state is not None:
                 out[str(name)] = state
         return out
-
-
-def _replace(path: str, text: str) -> None:
-    """Writes `text` to a temporary file beside `path`, syncs it, and renames it over `path`."""
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(dir=directory or ".", prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
