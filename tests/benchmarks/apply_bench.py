@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import queue
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -103,67 +101,10 @@ def pair_manifests(directory: Path, endpoint: str, n: int) -> Path:
 
 
 def pair_floor(client, n: int, threads: int = 8) -> float:
-    """Section 2's floor (see the module doc): seconds until the last sidecar started."""
-    jobs: queue.Queue = queue.Queue()
-    sidecar_of: dict[str, str] = {}
-    lock = threading.Lock()
-    started = [0]
-    done = threading.Event()
-    failures: list[BaseException] = []
-    events = tt.Events(client)
-
-    def watch() -> None:
-        while not done.is_set():
-            try:
-                _, event = events.queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if tt.action(event) == "health_status: healthy":
-                with lock:
-                    side = sidecar_of.pop(event.get("id"), None)
-                if side:
-                    jobs.put(("sidecar", side))
-
-    def work() -> None:
-        while not done.is_set():
-            try:
-                kind, arg = jobs.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                if kind == "task":
-                    _, app, side = tt.sdk_create_task(client, f"floor{arg}")
-                    with lock:
-                        sidecar_of[app] = side
-                    client.api.start(app)
-                else:
-                    client.api.start(arg)
-                    with lock:
-                        started[0] += 1
-                        if started[0] == n:
-                            done.set()
-            except BaseException as e:  # noqa: BLE001 - reported after the run
-                failures.append(e)
-                done.set()
-
-    time.sleep(0.2)  # the event stream is connected
-    t0 = time.perf_counter()
-    for i in range(n):
-        jobs.put(("task", i))
-    workers = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
-    watcher = threading.Thread(target=watch, daemon=True)
-    for t in [watcher, *workers]:
-        t.start()
-    if not done.wait(timeout=300):
-        failures.append(TimeoutError(f"the floor started {started[0]} of {n} sidecars in 300 s"))
-    took = time.perf_counter() - t0
-    done.set()
-    for t in [watcher, *workers]:
-        t.join()
-    events.close()
-    if failures:
-        raise RuntimeError(f"the two-container floor failed: {failures[0]}")
-    return took
+    """Section 2's floor (see the module doc): seconds until the last sidecar started (`twotask.sdk_rollout`
+    with nothing old to stop)."""
+    up, _, _ = tt.sdk_rollout(client, n, "floor", threads=threads)
+    return up
 
 
 def floor(client, n: int) -> float:
