@@ -154,7 +154,7 @@ class Autoscaler:
         svc = desired.services.get(service) if desired is not None else None
         if svc is None:
             return None
-        now = time.time()
+        now = self.ctl.clock.now()
         self._collect(desired, [svc], self.ctl.snapshot().observed, now, custom=False)
         window = self.samples.window(service, metric_type, 60.0, now)
         return window[-1][1] if window else None

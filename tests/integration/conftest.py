@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+import daemon_helpers as dh
 import helpers
 import pytest
 
@@ -64,3 +65,15 @@ def engine_reports_oom(engine):
         if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
             pytest.fail(message + " (CI=true: failing instead of skipping)", pytrace=False)
         pytest.skip(message)
+
+
+@pytest.fixture
+def daemons(ws):
+    """Daemons started in the workspace (cwd tmp_path, its state dir), killed by pid at teardown. Depends on `ws`,
+    so the daemons are gone before the engine is reset for the next test."""
+    started = dh.Daemons(ws.root, ws.state)
+    try:
+        yield started
+    finally:
+        started.close()
+        print(started.logs())  # shown by pytest for a failing test only

@@ -21,7 +21,6 @@ import time
 
 import daemon_helpers as dh
 import helpers as h
-import pytest
 import scaling_helpers as sh
 
 CPU = "ECSServiceAverageCPUUtilization"
@@ -30,17 +29,6 @@ WAIT = 60.0  # upper bound of any single wait; not a speed assertion
 AUTOSCALED = "set by autoscaling: "
 
 
-@pytest.fixture
-def daemons(ws):
-    """Daemons in the workspace (cwd tmp_path, its state dir), killed by their recorded pid at teardown.
-
-    Depends on `ws`, so the daemons are gone before the engine is reset for the next test."""
-    started = dh.Daemons(ws.root, ws.state)
-    try:
-        yield started
-    finally:
-        started.close()
-        print(started.logs())  # shown by pytest for a failing test only
 
 
 def scaled_to(ws, daemon: dh.Daemon, service: str, count: int, timeout: float = WAIT) -> set[str]:

@@ -47,15 +47,6 @@ STOP_TIMEOUT = 2
 DEPLOYMENT_FAILED = 4  # ExitStatus.DEPLOYMENT_FAILED, spelled out
 
 
-@pytest.fixture
-def daemons(ws):
-    """Daemons in the workspace (cwd tmp_path, its state dir), killed by pid at teardown (before the engine reset)."""
-    started = dh.Daemons(ws.root, ws.state)
-    try:
-        yield started
-    finally:
-        started.close()
-        print(started.logs())  # shown by pytest for a failing test only
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -50,15 +50,6 @@ def seeded(default: int) -> int:
     return int(os.environ.get("RESTARTS_SEED", default))
 
 
-@pytest.fixture
-def daemons(ws):
-    """Daemons in the workspace (cwd tmp_path, its state dir), killed by pid at teardown (before the engine reset)."""
-    started = dh.Daemons(ws.root, ws.state)
-    try:
-        yield started
-    finally:
-        started.close()
-        print(started.logs())  # shown by pytest for a failing test only
 
 
 # --------------------------------------------------------------------------------------------------------------

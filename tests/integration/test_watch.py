@@ -21,21 +21,6 @@ import time
 
 import daemon_helpers as dh
 import helpers as h
-import pytest
-
-
-@pytest.fixture
-def daemons(ws):
-    """Starts daemons in the workspace (cwd tmp_path, its state dir); kills them by pid at teardown.
-
-    Depends on `ws`, so the daemons are gone before the engine is reset for the next test.
-    """
-    started = dh.Daemons(ws.root, ws.state)
-    try:
-        yield started
-    finally:
-        started.close()
-        print(started.logs())  # shown by pytest for a failing test only
 
 
 def app(desired: int, *containers, name: str = "app", **service_spec):
